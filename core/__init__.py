@@ -1,0 +1,1 @@
+"""Pure-torch maths of the Precise Edit methods. Nothing here imports ComfyUI."""

@@ -1,0 +1,1 @@
+"""ComfyUI node classes of Precise Edit: they adapt ComfyUI types and call ``core``."""

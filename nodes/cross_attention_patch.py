@@ -1,0 +1,335 @@
+"""Cross-attention effects on a ComfyUI UNet (SD1.x/2.x, SDXL and their InstructPix2Pix variants).
+
+One ``CrossAttentionPatch`` sits in ``patches_replace["attn2"]`` for each transformer layer that needs it and runs
+an ordered list of effects: probability modifiers (token masks) and recorders (attention capture). It computes the
+probabilities only when an effect is active for the current step and prompt, and adds the correction
+``(A* − A) V`` (see ``core.cross_attention``) to the ordinary attention output, which comes from ComfyUI's
+selected attention backend or from an ``attn2`` replace that was installed before ours (IP-Adapter style), so
+both effects are kept.
+
+Which chunk of the batch is which prompt: an ``OUTER_SAMPLE`` wrapper indexes the guider's conds by their uuid
+(role ``positive``/``negative``/``middle``/… and the tags our nodes put on a CONDITIONING), and an
+``APPLY_MODEL`` wrapper resolves ``transformer_options["uuids"]`` and the current sigma once per UNet call. No
+assumption is made about ``cond_or_uncond`` values. Outside a guider (a training loop calling the model), every
+prompt of the batch counts as targeted.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
+from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, Upsample
+from comfy.model_patcher import ModelPatcher
+from comfy.patcher_extension import WrappersMP
+
+from ..core.attention_store import AttentionStore
+from ..core.cross_attention import attention_probabilities, output_correction
+from ..core.token_grid import mask_to_token_grid
+from ..core.token_mask import mask_token_probabilities
+
+WRAPPER_KEY = "precise_edit.cross_attention"
+RUN_CONDS_KEY = "precise_edit_conds"
+CALL_KEY = "precise_edit_call"
+COND_TAGS_KEY = "precise_edit_targets"
+
+LayerKey = tuple[str, int, int]
+Attention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, dict], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class CrossAttentionLayer:
+    """A transformer layer with cross-attention: its ``patches_replace`` key and its token-grid stride."""
+
+    key: LayerKey
+    level: int
+    heads: int
+
+    @property
+    def name(self) -> str:
+        return "{}_{}_{}".format(*self.key)
+
+    @property
+    def image_stride(self) -> int:
+        """Image pixels per token side (8 latent pixels per latent token, doubled per downsampling)."""
+        return 8 * 2**self.level
+
+
+def cross_attention_layers(model: ModelPatcher) -> list[CrossAttentionLayer]:
+    """Enumerate every cross-attention layer of the model's UNet, in execution order."""
+    unet = model.get_model_object("diffusion_model")
+    if not all(hasattr(unet, name) for name in ("input_blocks", "middle_block", "output_blocks")):
+        raise ValueError(
+            f"this node needs a UNet model (SD1.x, SD2.x, SDXL or their InstructPix2Pix variants); "
+            f"the connected model is {type(model.model).__name__} with a {type(unet).__name__}, which has no "
+            "UNet cross-attention layers"
+        )
+    layers: list[CrossAttentionLayer] = []
+
+    def collect(block_name: str, block_id: int, modules: Sequence[torch.nn.Module], level: int) -> None:
+        for module in modules:
+            if isinstance(module, SpatialTransformer):
+                for index, transformer in enumerate(module.transformer_blocks):
+                    if getattr(transformer, "attn2", None) is not None:
+                        layers.append(CrossAttentionLayer((block_name, block_id, index), level, transformer.n_heads))
+
+    level = 0
+    for block_id, block in enumerate(unet.input_blocks):
+        level += sum(isinstance(m, Downsample) for m in block)
+        collect("input", block_id, block, level)
+    if unet.middle_block is not None:
+        collect("middle", 0, unet.middle_block, level)
+    for block_id, block in enumerate(unet.output_blocks):
+        collect("output", block_id, block, level)
+        level -= sum(isinstance(m, Upsample) for m in block)
+    if not layers:
+        raise ValueError(f"the connected {type(model.model).__name__} UNet has no cross-attention layers")
+    return layers
+
+
+@dataclass(frozen=True)
+class CondInfo:
+    """What a cond of the running guider is: its role in the guider and the tags our nodes attached."""
+
+    role: str
+    tags: frozenset[str]
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """Per UNet call: the current sigma and, per batch chunk, its cond (None outside a guider)."""
+
+    sigma: float
+    chunks: tuple[CondInfo | None, ...] | None
+
+
+@dataclass(frozen=True)
+class PromptTarget:
+    """The prompts an effect applies to: conds carrying ``tag``, else conds of guider role ``role`` ("all": any)."""
+
+    role: str = "positive"
+    tag: str | None = None
+
+    def matches(self, cond: CondInfo | None) -> bool:
+        if cond is None:
+            return True
+        if self.tag is not None:
+            return self.tag in cond.tags
+        return self.role == "all" or cond.role == self.role
+
+
+@dataclass(frozen=True)
+class StepRange:
+    """Active while ``sigma_end ≤ σ ≤ sigma_start`` (from start/end percent through the model's sampling)."""
+
+    sigma_start: float
+    sigma_end: float
+
+    @classmethod
+    def from_percent(cls, model: ModelPatcher, start_percent: float, end_percent: float) -> "StepRange":
+        if start_percent > end_percent:
+            raise ValueError(f"start_percent ({start_percent}) must not exceed end_percent ({end_percent})")
+        sampling = model.get_model_object("model_sampling")
+        return cls(sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent))
+
+    def contains(self, sigma: float) -> bool:
+        return self.sigma_end <= sigma <= self.sigma_start
+
+
+def context_repetitions(context_length: int, keys: int) -> int:
+    """How often a prompt of ``context_length`` tokens is repeated in a cross-attention context of ``keys`` tokens.
+
+    ComfyUI repeats a shorter context up to the least common multiple when it batches prompts of different
+    lengths, so each token of the prompt then appears once per repetition.
+    """
+    if keys % context_length:
+        raise ValueError(f"cross-attention has {keys} context tokens, not a multiple of the prompt's {context_length}")
+    return keys // context_length
+
+
+@dataclass(frozen=True, eq=False)
+class TokenMask:
+    """Multiply the cross-attention probabilities of ``tokens`` by a spatial mask (core.token_mask)."""
+
+    tokens: tuple[int, ...]
+    context_length: int
+    mask: torch.Tensor
+    strength: float
+    renormalize: bool
+    steps: StepRange
+    target: PromptTarget
+    _grids: dict = field(default_factory=dict, repr=False)
+
+    def columns(self, keys: int, device: torch.device) -> torch.Tensor:
+        """The masked token columns, once per repetition of the prompt in the context."""
+        repeats = context_repetitions(self.context_length, keys)
+        offsets = torch.arange(repeats, device=device)[:, None] * self.context_length
+        return (torch.tensor(self.tokens, device=device)[None, :] + offsets).flatten()
+
+    def grid_mask(self, grid: tuple[int, int], batch: int, device: torch.device) -> torch.Tensor:
+        """The mask on a layer's token grid, ``[B, h·w]`` (cached per grid and device)."""
+        if self.mask.shape[0] not in (1, batch):
+            raise ValueError(
+                f"the mask batch has {self.mask.shape[0]} masks but the latent batch has {batch} images; "
+                "give one mask, or one per image"
+            )
+        key = (grid, device)
+        if key not in self._grids:
+            self._grids[key] = mask_to_token_grid(self.mask, grid).to(device)
+        return self._grids[key]
+
+    def apply(
+        self, probs: torch.Tensor, rows: torch.Tensor, batch_index: torch.Tensor, batch: int, grid: tuple[int, int]
+    ) -> torch.Tensor:
+        """Mask the rows selected by the boolean ``rows``; ``batch_index`` gives each row's image in the batch."""
+        grid_mask = self.grid_mask(grid, batch, probs.device)
+        per_row = grid_mask[batch_index % grid_mask.shape[0]]
+        per_row = torch.where(rows[:, None], per_row, torch.ones_like(per_row))
+        columns = self.columns(probs.shape[-1], probs.device)
+        return mask_token_probabilities(probs, columns, per_row, self.strength, self.renormalize)
+
+    def __deepcopy__(self, memo: dict) -> "TokenMask":
+        return self
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionCapture:
+    """Record the (possibly masked) probabilities of the targeted prompt into an AttentionStore."""
+
+    store: AttentionStore
+    context_length: int
+    heads: tuple[int, ...] | None
+    steps: StepRange
+    target: PromptTarget
+
+    def record(self, layer: CrossAttentionLayer, probs: torch.Tensor, grid: tuple[int, int]) -> None:
+        repeats = context_repetitions(self.context_length, probs.shape[-1])
+        if repeats > 1:
+            probs = probs.view(*probs.shape[:-1], repeats, self.context_length).sum(-2)
+        self.store.add(layer.name, probs, grid, self.heads)
+
+    def __deepcopy__(self, memo: dict) -> "AttentionCapture":
+        return self
+
+
+Effect = TokenMask | AttentionCapture
+
+
+class CrossAttentionPatch:
+    """The ``attn2`` replace of one layer: runs our effects on top of the previous attention."""
+
+    def __init__(self, layer: CrossAttentionLayer, effects: tuple[Effect, ...], previous: Attention | None) -> None:
+        self.layer = layer
+        self.effects = effects
+        self.previous = previous
+
+    def with_effect(self, effect: Effect) -> "CrossAttentionPatch":
+        return CrossAttentionPatch(self.layer, self.effects + (effect,), self.previous)
+
+    def begin_run(self) -> None:
+        for effect in self.effects:
+            if isinstance(effect, AttentionCapture):
+                effect.store.reset()
+
+    def base_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
+        if self.previous is not None:
+            return self.previous(q, k, v, extra_options)
+        return optimized_attention(
+            q,
+            k,
+            v,
+            extra_options["n_heads"],
+            attn_precision=extra_options.get("attn_precision"),
+            transformer_options=extra_options,
+        )
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
+        call: CallInfo | None = extra_options.get(CALL_KEY)
+        if call is None:
+            call = CallInfo(float(extra_options["sigmas"].max()), None)
+        chunk_count = len(extra_options["cond_or_uncond"])
+        chunks = call.chunks if call.chunks is not None else (None,) * chunk_count
+        rows_per_chunk = q.shape[0] // chunk_count
+
+        selections: list[tuple[Effect, torch.Tensor]] = []
+        for effect in self.effects:
+            if not effect.steps.contains(call.sigma):
+                continue
+            hits = [effect.target.matches(cond) for cond in chunks]
+            if any(hits):
+                row_hits = torch.tensor(hits, device=q.device).repeat_interleave(rows_per_chunk)
+                selections.append((effect, row_hits))
+        out = self.base_attention(q, k, v, extra_options)
+        if not selections:
+            return out
+
+        needed = torch.stack([hits for _, hits in selections]).any(dim=0)
+        rows = needed.nonzero().flatten()
+        batch_index = rows % rows_per_chunk
+        grid = (int(extra_options["activations_shape"][-2]), int(extra_options["activations_shape"][-1]))
+        probs = attention_probabilities(q[rows], k[rows], extra_options["n_heads"])
+        edited = probs
+        columns: list[torch.Tensor] | None = []
+        for effect, hits in selections:
+            sub_hits = hits[rows]
+            if isinstance(effect, TokenMask):
+                edited = effect.apply(edited, sub_hits, batch_index, rows_per_chunk, grid)
+                if effect.renormalize or columns is None:
+                    columns = None
+                else:
+                    columns.append(effect.columns(probs.shape[-1], probs.device))
+            else:
+                effect.record(self.layer, edited[sub_hits], grid)
+        if edited is probs:
+            return out
+        changed = None if columns is None else torch.unique(torch.cat(columns))
+        correction = output_correction(edited, probs, v[rows], changed)
+        return out.index_add(0, rows, correction.to(out.dtype))
+
+    def __deepcopy__(self, memo: dict) -> "CrossAttentionPatch":
+        return self
+
+
+def _index_guider_conds(executor: Callable, *args, **kwargs):
+    """OUTER_SAMPLE wrapper: index the guider's conds by uuid and reset capture stores for this run."""
+    guider = executor.class_obj
+    index = {
+        cond["uuid"]: CondInfo(role, frozenset(cond.get(COND_TAGS_KEY, ())))
+        for role, conds in guider.conds.items()
+        for cond in conds
+        if "uuid" in cond
+    }
+    options = guider.model_options.setdefault("transformer_options", {})
+    options[RUN_CONDS_KEY] = index
+    for patch in options.get("patches_replace", {}).get("attn2", {}).values():
+        if isinstance(patch, CrossAttentionPatch):
+            patch.begin_run()
+    return executor(*args, **kwargs)
+
+
+def _resolve_call(executor: Callable, x, t, c_concat, c_crossattn, control, transformer_options, **kwargs):
+    """APPLY_MODEL wrapper: the current sigma and each batch chunk's cond, once per UNet call."""
+    index = transformer_options.get(RUN_CONDS_KEY)
+    uuids = transformer_options.get("uuids")
+    chunks = tuple(index.get(u) for u in uuids) if index is not None and uuids is not None else None
+    transformer_options[CALL_KEY] = CallInfo(float(t.max()), chunks)
+    return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+
+
+def add_cross_attention_effect(
+    model: ModelPatcher, effect: Effect, layers: Sequence[CrossAttentionLayer]
+) -> ModelPatcher:
+    """A clone of ``model`` with ``effect`` appended on ``layers``; the input model is left untouched."""
+    patched = model.clone()
+    replaces = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
+    for layer in layers:
+        current = replaces.get(layer.key, replaces.get(layer.key[:2]))
+        if isinstance(current, CrossAttentionPatch):
+            patch = current.with_effect(effect)
+        else:
+            patch = CrossAttentionPatch(layer, (effect,), current)
+        patched.set_model_attn2_replace(patch, *layer.key)
+    if not patched.get_wrappers(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY):
+        patched.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, _index_guider_conds)
+        patched.add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, _resolve_call)
+    return patched
