@@ -1,0 +1,1 @@
+"""Test harness for Precise Edit: an in-process and a server ComfyUI, tiny random-weight models, workflow tools."""

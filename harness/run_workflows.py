@@ -1,0 +1,126 @@
+"""Run every example workflow (``workflows/*.json``, UI format) on a real ComfyUI with the tiny stand-in models.
+
+Usage: ``.venv/bin/python -m harness.run_workflows [--out DIR] [--full-size]``. Unless ``--full-size`` is given,
+sizes are divided by 8 and steps capped at 4 (``harness.stand_in_scale``). Files in ``workflows/input/`` are copied
+to the server's input folder (for LoadImage). Images go to ``<out>/<workflow>/``, a table to ``<out>/report.md`` and the
+server log to ``<out>/server.log``; the exit code is 1 when any workflow failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.comfy_env import repo_root
+from harness.server import ComfyServer
+from harness.stand_in_scale import shrink_for_stand_ins
+from harness.tiny_models import ensure_models
+from harness.workflow_format import ui_to_api
+
+
+@dataclass
+class WorkflowResult:
+    """The outcome of one workflow."""
+
+    name: str
+    ok: bool
+    seconds: float
+    images: list[Path] = field(default_factory=list)
+    error: str = ""
+
+
+def run_workflow(
+    server: ComfyServer, path: Path, object_info: dict[str, Any], out_dir: Path, full_size: bool = False
+) -> WorkflowResult:
+    """Convert (and unless ``full_size``, shrink), queue and wait for one workflow; copy its images to
+    ``out_dir/<stem>/``."""
+    start = time.perf_counter()
+    target = out_dir / path.stem
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        prompt = ui_to_api(json.loads(path.read_text()), object_info)
+        if not full_size:
+            prompt = shrink_for_stand_ins(prompt)
+        entry = server.wait(server.queue(prompt))
+        images = []
+        for image in server.output_images(entry):
+            target.mkdir(parents=True, exist_ok=True)
+            images.append(Path(shutil.copy2(image, target / image.name)))
+        return WorkflowResult(path.stem, True, time.perf_counter() - start, images)
+    except Exception as exc:
+        return WorkflowResult(path.stem, False, time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def write_report(results: list[WorkflowResult], out_dir: Path, full_size: bool = False) -> Path:
+    """Write ``report.md``: one row per workflow, then the full error messages."""
+    scale = "as written" if full_size else "at 1/8 of their sizes with at most 4 steps"
+    lines = ["# Example workflows", "", f"Run on tiny random-weight stand-in models, {scale}.", ""]
+    if not results:
+        lines.append("No workflows found in `workflows/`.")
+    else:
+        lines += ["| workflow | status | seconds | images | paths | error |", "|---|---|---|---|---|---|"]
+        for result in results:
+            paths = "<br>".join(str(path.relative_to(out_dir)) for path in result.images)
+            error = result.error.splitlines()[0] if result.error else ""
+            status = "ok" if result.ok else "FAILED"
+            lines.append(
+                f"| {result.name} | {status} | {result.seconds:.1f} | {len(result.images)} | {paths} | {_cell(error)} |"
+            )
+        for result in results:
+            if result.error:
+                lines += ["", f"## {result.name}", "", "```", result.error, "```"]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run all workflows once on one server; return the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("output"), help="folder for images and report.md")
+    parser.add_argument("--full-size", action="store_true", help="run sizes and steps as the workflows give them")
+    args = parser.parse_args(argv)
+    out_dir = args.out.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    workflow_dir = repo_root() / "workflows"
+    workflows = sorted(workflow_dir.glob("*.json"))
+    results = []
+    with tempfile.TemporaryDirectory(prefix="precise-edit-run-") as tmp:
+        models_dir = Path(tmp) / "models"
+        ensure_models(models_dir)
+        if workflows:
+            server = ComfyServer(Path(tmp) / "comfy", models_dir)
+            if (workflow_dir / "input").is_dir():
+                shutil.copytree(workflow_dir / "input", server.base_dir / "input", dirs_exist_ok=True)
+            try:
+                with server:
+                    object_info = server.object_info()
+                    for path in workflows:
+                        result = run_workflow(server, path, object_info, out_dir, args.full_size)
+                        results.append(result)
+                        status = "ok" if result.ok else "FAILED"
+                        print(f"{status:6} {result.name} ({result.seconds:.1f} s, {len(result.images)} images)")
+            finally:
+                if server.log_path.exists():
+                    shutil.copy2(server.log_path, out_dir / "server.log")
+    report = write_report(results, out_dir, args.full_size)
+    failed = [result.name for result in results if not result.ok]
+    print(f"{len(results) - len(failed)}/{len(results)} workflows passed; report: {report}")
+    if failed:
+        print("failed: " + ", ".join(failed), file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

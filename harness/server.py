@@ -1,0 +1,175 @@
+"""A real ComfyUI server process (main.py on 127.0.0.1) with this repo installed as a custom node pack."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import requests
+import yaml
+
+from harness.comfy_env import MODEL_FOLDERS, comfyui_root, replace_symlink, repo_root
+from harness.errors import PromptFailed, format_execution_error, format_validation_error
+
+CHECKOUT_NAME = "precise-edit-checkout"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ComfyServer:
+    """Start ``main.py --cpu`` with its folders under ``base_dir`` and model folders read from ``models_dir``.
+
+    The repo is symlinked as ``<base_dir>/custom_nodes/precise-edit-checkout``, so the pack loads the way a user's
+    checkout does. Use as a context manager; the process is stopped by PID on exit.
+    """
+
+    def __init__(self, base_dir: Path, models_dir: Path, startup_timeout: float = 120.0) -> None:
+        self.base_dir = Path(base_dir).resolve()
+        self.models_dir = Path(models_dir).resolve()
+        self.startup_timeout = startup_timeout
+        self.port = 0
+        self.url = ""
+        self.client_id = uuid.uuid4().hex
+        self.log_path = self.base_dir / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ComfyServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _write_model_paths(self) -> Path:
+        config = {"precise_edit_harness": {"base_path": str(self.models_dir), "is_default": True}}
+        config["precise_edit_harness"].update({folder: folder for folder in MODEL_FOLDERS})
+        path = self.base_dir / "extra_model_paths.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    def start(self) -> None:
+        """Launch the process and wait until ``/system_stats`` answers."""
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        for folder in MODEL_FOLDERS:
+            (self.models_dir / folder).mkdir(parents=True, exist_ok=True)
+        replace_symlink(self.base_dir / "custom_nodes" / CHECKOUT_NAME, repo_root())
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [
+            sys.executable,
+            str(comfyui_root() / "main.py"),
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--disable-api-nodes",
+            "--base-directory",
+            str(self.base_dir),
+            "--database-url",
+            "sqlite:///:memory:",
+            "--extra-model-paths-config",
+            str(self._write_model_paths()),
+        ]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                command, cwd=self.base_dir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with code {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(f"{self.url}/system_stats", timeout=2).ok:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise TimeoutError(f"ComfyUI did not answer within {self.startup_timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """Terminate the process (kill it after 10 s)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The last ``lines`` lines of the server's log."""
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def object_info(self) -> dict[str, Any]:
+        """The server's node definitions (GET /object_info)."""
+        response = requests.get(f"{self.url}/object_info", timeout=60)
+        response.raise_for_status()
+        return response.json()
+
+    def queue(self, prompt: dict[str, Any]) -> str:
+        """POST an API-format prompt; return its id. Raises PromptFailed with the server's errors when it rejects it."""
+        response = requests.post(f"{self.url}/prompt", json={"prompt": prompt, "client_id": self.client_id}, timeout=60)
+        if response.status_code == 400:
+            body = response.json()
+            raise PromptFailed(format_validation_error(body.get("error"), body.get("node_errors", {})), details=body)
+        response.raise_for_status()
+        body = response.json()
+        if body.get("node_errors"):
+            raise PromptFailed(format_validation_error(None, body["node_errors"]), details=body)
+        return body["prompt_id"]
+
+    def wait(self, prompt_id: str, timeout: float = 300) -> dict[str, Any]:
+        """Poll /history until the prompt finishes; return its history entry, or raise PromptFailed if it failed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited while running {prompt_id}:\n{self.log_tail()}")
+            response = requests.get(f"{self.url}/history/{prompt_id}", timeout=60)
+            response.raise_for_status()
+            entry = response.json().get(prompt_id)
+            if entry is not None:
+                status = entry.get("status") or {}
+                if status.get("completed") and status.get("status_str") == "success":
+                    return entry
+                raise self._failure(prompt_id, status)
+            time.sleep(0.1)
+        raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout:.0f} s")
+
+    @staticmethod
+    def _failure(prompt_id: str, status: dict[str, Any]) -> PromptFailed:
+        for event, data in status.get("messages", []):
+            if event == "execution_error":
+                return PromptFailed(format_execution_error(data), node_id=data.get("node_id"), details=status)
+            if event == "execution_interrupted":
+                return PromptFailed(f"node {data.get('node_id')} was interrupted", data.get("node_id"), status)
+        return PromptFailed(f"prompt {prompt_id} ended with status {status}", details=status)
+
+    def output_images(self, history_entry: dict[str, Any], types: tuple[str, ...] = ("output",)) -> list[Path]:
+        """Files of the images a finished prompt reported (SaveImage's by default; add "temp" for previews)."""
+        paths = []
+        for node_output in history_entry.get("outputs", {}).values():
+            for image in node_output.get("images", []):
+                if image.get("type") in types:
+                    paths.append(self.base_dir / image["type"] / image.get("subfolder", "") / image["filename"])
+        return paths

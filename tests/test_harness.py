@@ -1,0 +1,247 @@
+"""The harness itself: tiny models detected by the stock loaders, prompts run in process and on a real server,
+UI-to-API conversion, and node definitions served by /object_info."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import torch
+from PIL import Image
+
+from harness.comfy_env import ComfyDirs
+
+if TYPE_CHECKING:
+    from harness.server import ComfyServer
+
+RunGraph = Callable[..., dict[str, tuple[Any, ...]]]
+Models = dict[str, Path]
+
+SD15 = "v1-5-pruned-emaonly-fp16.safetensors"
+
+
+def stock_graph(seed: int, prefix: str = "harness") -> dict[str, Any]:
+    """CheckpointLoaderSimple -> CLIPTextEncode x2 -> EmptyLatentImage 64x64 -> KSampler -> VAEDecode -> SaveImage."""
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": SD15}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo of a cat", "clip": ["1", 1]}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["1", 1]}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "5": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["1", 0],
+                "seed": seed,
+                "steps": 3,
+                "cfg": 7.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "positive": ["2", 0],
+                "negative": ["3", 0],
+                "latent_image": ["4", 0],
+                "denoise": 1.0,
+            },
+        },
+        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
+        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": prefix}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("tiny-sd15.safetensors", "SD15"),
+        (SD15, "SD15"),
+        ("instruct-pix2pix-00-22000.safetensors", "SD15_instructpix2pix"),
+    ],
+)
+def test_stock_checkpoint_loader_detects_the_tiny_checkpoints(
+    comfy: ComfyDirs, tiny_models: Models, name: str, expected: str
+) -> None:
+    import nodes
+
+    model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(name)[:3]
+    assert type(model.model.model_config).__name__ == expected
+    assert clip is not None and vae is not None
+
+
+def test_stock_unet_loader_detects_the_tiny_sdxl_unet_and_it_samples(comfy: ComfyDirs, tiny_models: Models) -> None:
+    import comfy.sample as comfy_sample
+
+    import nodes
+
+    model = nodes.UNETLoader().load_unet("tiny-sdxl-unet.safetensors", "default")[0]
+    assert type(model.model.model_config).__name__ == "SDXL"
+    cond = [[torch.randn(1, 77, 2048), {"pooled_output": torch.randn(1, 1280)}]]
+    latent = torch.zeros(1, 4, 8, 8)
+    noise = comfy_sample.prepare_noise(latent, 0)
+    samples = comfy_sample.sample(model, noise, 2, 5.0, "euler", "normal", cond, cond, latent, disable_pbar=True)
+    assert samples.shape == latent.shape and torch.isfinite(samples).all()
+
+
+def test_stock_graph_runs_in_process_and_is_deterministic(
+    run_graph: RunGraph, tiny_models: Models, comfy: ComfyDirs
+) -> None:
+    first = run_graph(stock_graph(1), outputs=["5", "6"])
+    other = run_graph(stock_graph(2), outputs=["5"])
+    again = run_graph(stock_graph(1), outputs=["5"])
+    image = first["6"][0]
+    assert image.shape == (1, 64, 64, 3) and torch.isfinite(image).all()
+    latent = first["5"][0]["samples"]
+    assert latent.shape == (1, 4, 8, 8) and torch.isfinite(latent).all()
+    assert again["5"][0]["samples"] is not latent, "the sampler must have run again, not come from the cache"
+    assert torch.equal(again["5"][0]["samples"], latent)
+    assert not torch.equal(other["5"][0]["samples"], latent)
+    assert list((comfy.base_dir / "output").glob("harness_*.png"))
+
+
+def test_invalid_and_failing_prompts_raise_readable_errors(run_graph: RunGraph, tiny_models: Models) -> None:
+    from harness.executor import PromptFailed
+
+    graph = stock_graph(1)
+    graph["4"]["inputs"]["width"] = 3
+    with pytest.raises(PromptFailed, match=r"node 4 \(EmptyLatentImage\):\n  - Value 3 smaller than min"):
+        run_graph(graph)
+    graph = stock_graph(1)
+    graph["8"] = {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
+    graph["6"]["inputs"]["samples"] = ["8", 0]
+    with pytest.raises(PromptFailed, match=r"node 6 \(VAEDecode\) raised RuntimeError: .*16 channels") as failed:
+        run_graph(graph)
+    assert failed.value.node_id == "6"
+
+
+def test_the_stock_graph_runs_on_the_server(comfy_server: ComfyServer) -> None:
+    entry = comfy_server.wait(comfy_server.queue(stock_graph(1, prefix="server")))
+    images = comfy_server.output_images(entry)
+    assert len(images) == 1 and images[0].suffix == ".png"
+    with Image.open(images[0]) as png:
+        assert png.size == (64, 64)
+
+
+def ui_workflow() -> dict[str, Any]:
+    """A frontend-saved workflow: KSampler seed from a PrimitiveNode, VAE through a Reroute, a bypassed
+    LatentUpscaleBy before VAEDecode, a muted PreviewImage and a Note."""
+    return {
+        "nodes": [
+            {"id": 1, "type": "CheckpointLoaderSimple", "mode": 0, "inputs": [], "widgets_values": [SD15]},
+            {
+                "id": 2,
+                "type": "CLIPTextEncode",
+                "mode": 0,
+                "inputs": [{"name": "clip", "type": "CLIP", "link": 2}],
+                "widgets_values": ["a photo of a cat"],
+            },
+            {
+                "id": 3,
+                "type": "CLIPTextEncode",
+                "mode": 0,
+                "inputs": [{"name": "clip", "type": "CLIP", "link": 3}],
+                "widgets_values": ["blurry"],
+            },
+            {"id": 4, "type": "EmptyLatentImage", "mode": 0, "inputs": [], "widgets_values": [64, 64, 1]},
+            {
+                "id": 5,
+                "type": "KSampler",
+                "mode": 0,
+                "inputs": [
+                    {"name": "model", "type": "MODEL", "link": 1},
+                    {"name": "positive", "type": "CONDITIONING", "link": 4},
+                    {"name": "negative", "type": "CONDITIONING", "link": 5},
+                    {"name": "latent_image", "type": "LATENT", "link": 6},
+                    {"name": "seed", "type": "INT", "widget": {"name": "seed"}, "link": 10},
+                ],
+                "widgets_values": [99, "randomize", 3, 7.0, "euler", "normal", 1.0],
+            },
+            {
+                "id": 12,
+                "type": "LatentUpscaleBy",
+                "mode": 4,
+                "inputs": [
+                    {"name": "samples", "type": "LATENT", "link": 11},
+                    {"name": "upscale_method", "type": "COMBO", "widget": {"name": "upscale_method"}, "link": None},
+                ],
+                "outputs": [{"name": "LATENT", "type": "LATENT", "links": [7]}],
+                "widgets_values": ["nearest-exact", 1.5],
+            },
+            {
+                "id": 6,
+                "type": "VAEDecode",
+                "mode": 0,
+                "inputs": [{"name": "samples", "type": "LATENT", "link": 7}, {"name": "vae", "type": "VAE", "link": 9}],
+                "widgets_values": [],
+            },
+            {"id": 9, "type": "Reroute", "mode": 0, "inputs": [{"name": "", "type": "*", "link": 8}]},
+            {
+                "id": 7,
+                "type": "SaveImage",
+                "mode": 0,
+                "inputs": [{"name": "images", "type": "IMAGE", "link": 12}],
+                "widgets_values": ["ui"],
+            },
+            {
+                "id": 14,
+                "type": "PreviewImage",
+                "mode": 2,
+                "inputs": [{"name": "images", "type": "IMAGE", "link": 13}],
+                "widgets_values": [],
+            },
+            {
+                "id": 11,
+                "type": "PrimitiveNode",
+                "mode": 0,
+                "outputs": [{"name": "INT", "type": "INT", "links": [10], "widget": {"name": "seed"}}],
+                "widgets_values": [1234, "fixed"],
+            },
+            {"id": 13, "type": "Note", "mode": 0, "widgets_values": ["seed pinned by the primitive"]},
+        ],
+        "links": [
+            [1, 1, 0, 5, 0, "MODEL"],
+            [2, 1, 1, 2, 0, "CLIP"],
+            [3, 1, 1, 3, 0, "CLIP"],
+            [4, 2, 0, 5, 1, "CONDITIONING"],
+            [5, 3, 0, 5, 2, "CONDITIONING"],
+            [6, 4, 0, 5, 3, "LATENT"],
+            [7, 12, 0, 6, 0, "LATENT"],
+            [8, 1, 2, 9, 0, "*"],
+            [9, 9, 0, 6, 1, "VAE"],
+            [10, 11, 0, 5, 4, "INT"],
+            [11, 5, 0, 12, 0, "LATENT"],
+            [12, 6, 0, 7, 0, "IMAGE"],
+            [13, 6, 0, 14, 0, "IMAGE"],
+        ],
+        "version": 0.4,
+    }
+
+
+def test_ui_workflow_converts_to_the_api_prompt_and_runs(run_graph: RunGraph, tiny_models: Models) -> None:
+    from harness.workflow_format import object_info_inprocess, ui_to_api
+
+    prompt = ui_to_api(ui_workflow(), object_info_inprocess())
+    expected = stock_graph(1234, prefix="ui")
+    assert prompt == expected
+    assert run_graph(prompt, outputs=["6"])["6"][0].shape == (1, 64, 64, 3)
+
+
+def test_object_info_serves_stock_and_pack_nodes_like_the_in_process_comfyui(
+    comfy: ComfyDirs, comfy_server: ComfyServer
+) -> None:
+    from harness.comfy_env import pack_node_ids
+    from harness.workflow_format import object_info_inprocess
+
+    served = comfy_server.object_info()
+    local = object_info_inprocess()
+    assert served["KSampler"] == local["KSampler"]
+    assert served["KSampler"]["input_order"]["required"][:2] == ["model", "seed"]
+    if not hasattr(importlib.import_module("precise_edit"), "comfy_entrypoint"):
+        return
+    ids = pack_node_ids()
+    assert ids and all(node_id.startswith("PreciseEdit_") for node_id in ids)
+    for node_id in ids:
+        assert node_id in served, f"{node_id} is registered in process but not served"
+        strip = {"python_module"}
+        assert {k: v for k, v in served[node_id].items() if k not in strip} == {
+            k: v for k, v in local[node_id].items() if k not in strip
+        }
