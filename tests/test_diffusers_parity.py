@@ -1,0 +1,92 @@
+"""Parity with diffusers: the tiny SD1.5 UNet converted to a diffusers UNet2DConditionModel gives the same noise
+prediction as our patched ComfyUI model when its cross-attention processors apply the same core masking."""
+
+import pytest
+import torch
+from attention_helpers import PROMPT, encode, inject, left_half_mask
+
+from precise_edit.core.token_grid import mask_to_token_grid
+from precise_edit.core.token_mask import masked_cross_attention
+
+LATENT_HW = (8, 12)
+
+
+class MaskedCrossAttentionProcessor:
+    """diffusers attention processor for attn2 layers: ``A*[I] = A[I] ⊙ M`` on the layer's token grid."""
+
+    def __init__(self, tokens: list[int], mask: torch.Tensor, grids: dict[int, tuple[int, int]]) -> None:
+        self.tokens = torch.tensor(tokens)
+        self.mask = mask
+        self.grids = grids
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        q = attn.to_q(hidden_states)
+        k = attn.to_k(encoder_hidden_states)
+        v = attn.to_v(encoder_hidden_states)
+        grid_mask = mask_to_token_grid(self.mask, self.grids[hidden_states.shape[1]])
+        out, _ = masked_cross_attention(q, k, v, attn.heads, self.tokens, grid_mask)
+        return attn.to_out[1](attn.to_out[0](out))
+
+
+@pytest.fixture(scope="module")
+def diffusers_unet(sd15):
+    import comfy.utils
+    from diffusers import UNet2DConditionModel
+
+    config = sd15.model.model.model_config.unet_config
+    levels = len(config["channel_mult"])
+    unet = UNet2DConditionModel(
+        sample_size=LATENT_HW[0],
+        in_channels=config["in_channels"],
+        out_channels=config["out_channels"],
+        block_out_channels=tuple(config["model_channels"] * m for m in config["channel_mult"]),
+        down_block_types=("CrossAttnDownBlock2D",) * levels,
+        up_block_types=("CrossAttnUpBlock2D",) * levels,
+        layers_per_block=config["num_res_blocks"][0],
+        cross_attention_dim=config["context_dim"],
+        attention_head_dim=config["num_heads"],
+    )
+    comfy_weights = sd15.model.model.diffusion_model.state_dict()
+    mapping = comfy.utils.unet_to_diffusers(config)
+    converted = {name: comfy_weights[source].float() for name, source in mapping.items() if source in comfy_weights}
+    unet.load_state_dict(converted, strict=True)
+    return unet.eval()
+
+
+def comfy_noise_prediction(model, x, sigma, context):
+    options = dict(model.model_options.get("transformer_options", {}))
+    options.update(cond_or_uncond=[0], sigmas=sigma)
+    timestep = model.get_model_object("model_sampling").timestep(sigma)
+    return model.model.diffusion_model(x, timestep, context=context, transformer_options=options), timestep
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_noise_prediction_matches_diffusers(sd15, diffusers_unet, masked):
+    from diffusers.models.attention_processor import AttnProcessor
+
+    mask = left_half_mask()
+    model = inject(sd15.model, sd15.clip, "cat, hat", mask)[0] if masked else sd15.model
+    processors = {}
+    for name in diffusers_unet.attn_processors:
+        if masked and name.endswith("attn2.processor"):
+            grids = {
+                LATENT_HW[0] * LATENT_HW[1] >> 2 * level: (LATENT_HW[0] >> level, LATENT_HW[1] >> level)
+                for level in (0, 1)
+            }
+            processors[name] = MaskedCrossAttentionProcessor([5, 9], mask, grids)
+        else:
+            processors[name] = AttnProcessor()
+    diffusers_unet.set_attn_processor(processors)
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 4, *LATENT_HW, generator=g)
+    sigma = torch.tensor([3.0])
+    context = encode(sd15.clip, PROMPT)[0][0].float()
+    with torch.no_grad():
+        ours, timestep = comfy_noise_prediction(model, x, sigma, context)
+        theirs = diffusers_unet(x, timestep, encoder_hidden_states=context).sample
+    assert ours.abs().max() > 0.1
+    assert (ours - theirs).abs().max() <= 1e-4
+    if masked:
+        unmasked, _ = comfy_noise_prediction(sd15.model, x, sigma, context)
+        assert (ours - unmasked).abs().max() > 1e-3
