@@ -78,8 +78,9 @@ def ensure_pack_importable() -> None:
         sys.path.append(str(pkgs))
 
 
-def setup_imports() -> None:
-    """Make ``comfy`` importable ahead of the repo root and force ComfyUI's CPU mode before model_management loads."""
+def setup_imports(cpu: bool = True) -> None:
+    """Make ``comfy`` importable ahead of the repo root and, with ``cpu``, force ComfyUI's CPU mode before
+    model_management loads (benchmarks pass ``cpu=False`` to use a GPU)."""
     ensure_pack_importable()
     root = comfyui_root()
     if not any(_resolves_to(entry, root) for entry in sys.path):
@@ -92,7 +93,8 @@ def setup_imports() -> None:
         )
     import comfy.cli_args
 
-    comfy.cli_args.args.cpu = True
+    if "comfy.model_management" not in sys.modules:
+        comfy.cli_args.args.cpu = cpu
 
 
 def bootstrap(base_dir: Path) -> None:

@@ -77,7 +77,8 @@ def _init_parameters(module: torch.nn.Module, seed: int) -> None:
                 param.fill_(1.0)
 
 
-def _unet(config: dict, seed: int) -> torch.nn.Module:
+def random_unet(config: dict, seed: int) -> torch.nn.Module:
+    """A ComfyUI ``UNetModel`` built from ``config`` with seeded random weights, fp32 on the CPU."""
     setup_imports()
     import comfy.ops
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
@@ -109,7 +110,7 @@ def _checkpoint(unet_config: dict, seed: int, path: Path) -> None:
     import comfy.ops
     import comfy.taesd.taesd
 
-    unet = _unet(unet_config, seed)
+    unet = random_unet(unet_config, seed)
     config = json.loads((Path(comfy.clip_model.__file__).parent / "sd1_clip_config.json").read_text())
     clip = comfy.clip_model.CLIPTextModel(config, torch.float32, "cpu", comfy.ops.disable_weight_init)
     _init_parameters(clip, seed + 1)
@@ -137,7 +138,7 @@ def build_ip2p(path: Path) -> None:
 
 def build_sdxl_unet(path: Path) -> None:
     """Write a tiny UNet-only SDXL diffusion model (no text encoder, no VAE) to ``path``."""
-    _save(_unet(SDXL_UNET, 3000).state_dict(), path)
+    _save(random_unet(SDXL_UNET, 3000).state_dict(), path)
 
 
 TINY_MODELS: dict[str, tuple[str, Callable[[Path], None]]] = {

@@ -158,35 +158,35 @@ class TokenMask:
     renormalize: bool
     steps: StepRange
     target: PromptTarget
-    _grids: dict = field(default_factory=dict, repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
 
-    def columns(self, keys: int, device: torch.device) -> torch.Tensor:
+    def columns(self, keys: int) -> tuple[int, ...]:
         """The masked token columns, once per repetition of the prompt in the context."""
         repeats = context_repetitions(self.context_length, keys)
-        offsets = torch.arange(repeats, device=device)[:, None] * self.context_length
-        return (torch.tensor(self.tokens, device=device)[None, :] + offsets).flatten()
+        return tuple(t + r * self.context_length for r in range(repeats) for t in self.tokens)
 
-    def grid_mask(self, grid: tuple[int, int], batch: int, device: torch.device) -> torch.Tensor:
-        """The mask on a layer's token grid, ``[B, h·w]`` (cached per grid and device)."""
-        if self.mask.shape[0] not in (1, batch):
-            raise ValueError(
-                f"the mask batch has {self.mask.shape[0]} masks but the latent batch has {batch} images; "
-                "give one mask, or one per image"
-            )
-        key = (grid, device)
-        if key not in self._grids:
-            self._grids[key] = mask_to_token_grid(self.mask, grid).to(device)
-        return self._grids[key]
-
-    def apply(
-        self, probs: torch.Tensor, rows: torch.Tensor, batch_index: torch.Tensor, batch: int, grid: tuple[int, int]
+    def row_masks(
+        self, grid: tuple[int, int], images: tuple[int, ...], selected: tuple[bool, ...], batch: int, device
     ) -> torch.Tensor:
-        """Mask the rows selected by the boolean ``rows``; ``batch_index`` gives each row's image in the batch."""
-        grid_mask = self.grid_mask(grid, batch, probs.device)
-        per_row = grid_mask[batch_index % grid_mask.shape[0]]
-        per_row = torch.where(rows[:, None], per_row, torch.ones_like(per_row))
-        columns = self.columns(probs.shape[-1], probs.device)
-        return mask_token_probabilities(probs, columns, per_row, self.strength, self.renormalize)
+        """``[rows, h·w]``: for each probability row, the mask of its image on the layer's grid where the effect
+        applies and ones elsewhere. Cached per layout and device, so steps after the first cost no transfer."""
+        key = (grid, images, selected, device)
+        if key not in self._cache:
+            if self.mask.shape[0] not in (1, batch):
+                raise ValueError(
+                    f"the mask batch has {self.mask.shape[0]} masks but the latent batch has {batch} images; "
+                    "give one mask, or one per image"
+                )
+            grid_mask = mask_to_token_grid(self.mask, grid)
+            rows = [
+                grid_mask[i % grid_mask.shape[0]] if s else torch.ones_like(grid_mask[0])
+                for i, s in zip(images, selected, strict=True)
+            ]
+            self._cache[key] = torch.stack(rows).to(device)
+        return self._cache[key]
+
+    def apply(self, probs: torch.Tensor, row_masks: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        return mask_token_probabilities(probs, columns, row_masks, self.strength, self.renormalize)
 
     def __deepcopy__(self, memo: dict) -> "TokenMask":
         return self
@@ -216,12 +216,17 @@ Effect = TokenMask | AttentionCapture
 
 
 class CrossAttentionPatch:
-    """The ``attn2`` replace of one layer: runs our effects on top of the previous attention."""
+    """The ``attn2`` replace of one layer: runs our effects on top of the previous attention.
+
+    Row and column choices are made on the host and their index tensors cached per device, so a step adds no
+    host-device synchronisation.
+    """
 
     def __init__(self, layer: CrossAttentionLayer, effects: tuple[Effect, ...], previous: Attention | None) -> None:
         self.layer = layer
         self.effects = effects
         self.previous = previous
+        self._indices: dict[tuple, torch.Tensor] = {}
 
     def with_effect(self, effect: Effect) -> "CrossAttentionPatch":
         return CrossAttentionPatch(self.layer, self.effects + (effect,), self.previous)
@@ -243,48 +248,54 @@ class CrossAttentionPatch:
             transformer_options=extra_options,
         )
 
+    def index(self, values: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        key = (values, device)
+        if key not in self._indices:
+            self._indices[key] = torch.tensor(values, dtype=torch.long, device=device)
+        return self._indices[key]
+
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
         call: CallInfo | None = extra_options.get(CALL_KEY)
         if call is None:
             call = CallInfo(float(extra_options["sigmas"].max()), None)
         chunk_count = len(extra_options["cond_or_uncond"])
         chunks = call.chunks if call.chunks is not None else (None,) * chunk_count
-        rows_per_chunk = q.shape[0] // chunk_count
+        images = q.shape[0] // chunk_count
 
-        selections: list[tuple[Effect, torch.Tensor]] = []
+        active: list[tuple[Effect, frozenset[int]]] = []
         for effect in self.effects:
-            if not effect.steps.contains(call.sigma):
-                continue
-            hits = [effect.target.matches(cond) for cond in chunks]
-            if any(hits):
-                row_hits = torch.tensor(hits, device=q.device).repeat_interleave(rows_per_chunk)
-                selections.append((effect, row_hits))
+            if effect.steps.contains(call.sigma):
+                hit = [c for c, cond in enumerate(chunks) if effect.target.matches(cond)]
+                if hit:
+                    active.append((effect, frozenset(c * images + i for c in hit for i in range(images))))
         out = self.base_attention(q, k, v, extra_options)
-        if not selections:
+        if not active:
             return out
 
-        needed = torch.stack([hits for _, hits in selections]).any(dim=0)
-        rows = needed.nonzero().flatten()
-        batch_index = rows % rows_per_chunk
+        rows = tuple(sorted(set().union(*(effect_rows for _, effect_rows in active))))
+        row_index = self.index(rows, q.device)
         grid = (int(extra_options["activations_shape"][-2]), int(extra_options["activations_shape"][-1]))
-        probs = attention_probabilities(q[rows], k[rows], extra_options["n_heads"])
+        probs = attention_probabilities(
+            q.index_select(0, row_index), k.index_select(0, row_index), extra_options["n_heads"]
+        )
+        keys = probs.shape[-1]
         edited = probs
-        columns: list[torch.Tensor] | None = []
-        for effect, hits in selections:
-            sub_hits = hits[rows]
+        changed: set[int] | None = set()
+        for effect, effect_rows in active:
+            selected = tuple(row in effect_rows for row in rows)
             if isinstance(effect, TokenMask):
-                edited = effect.apply(edited, sub_hits, batch_index, rows_per_chunk, grid)
-                if effect.renormalize or columns is None:
-                    columns = None
-                else:
-                    columns.append(effect.columns(probs.shape[-1], probs.device))
+                columns = effect.columns(keys)
+                row_masks = effect.row_masks(grid, tuple(row % images for row in rows), selected, images, q.device)
+                edited = effect.apply(edited, row_masks, self.index(columns, q.device))
+                changed = None if changed is None or effect.renormalize else changed | set(columns)
             else:
-                effect.record(self.layer, edited[sub_hits], grid)
+                chosen = tuple(i for i, is_selected in enumerate(selected) if is_selected)
+                effect.record(self.layer, edited.index_select(0, self.index(chosen, q.device)), grid)
         if edited is probs:
             return out
-        changed = None if columns is None else torch.unique(torch.cat(columns))
-        correction = output_correction(edited, probs, v[rows], changed)
-        return out.index_add(0, rows, correction.to(out.dtype))
+        columns_index = None if changed is None else self.index(tuple(sorted(changed)), q.device)
+        correction = output_correction(edited, probs, v.index_select(0, row_index), columns_index)
+        return out.index_add(0, row_index, correction.to(out.dtype))
 
     def __deepcopy__(self, memo: dict) -> "CrossAttentionPatch":
         return self

@@ -1,0 +1,137 @@
+"""Sampling time with Precise Edit's cross-attention patches against stock ComfyUI sampling of the same model.
+
+Variants, each sampling the same noise and prompts with the same model:
+- stock: the model as loaded;
+- injector: one word masked to the left half of the image in every cross-attention layer;
+- capture: one word recorded in every cross-attention layer (running means);
+- injector+capture: both.
+Runs are interleaved round by round so that machine drift hits every variant alike; the script prints each
+variant's median time and its ratio to stock (targets: ≤ 1.10 on the tiny CPU model, ≤ 1.03 at full size on a GPU).
+
+    .venv/bin/python bench/attention_overhead.py                                 # tiny SD1.5 UNet, CPU
+    .venv/bin/python bench/attention_overhead.py --size full --device cuda       # full-size SD1.5 UNet, 512², 20 steps
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+
+from harness.comfy_env import setup_imports  # noqa: E402
+
+FULL_SD15_UNET = {
+    "image_size": 32,
+    "in_channels": 4,
+    "out_channels": 4,
+    "model_channels": 320,
+    "num_res_blocks": [2, 2, 2, 2],
+    "channel_mult": [1, 2, 4, 4],
+    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+    "transformer_depth_middle": 1,
+    "context_dim": 768,
+    "use_linear_in_transformer": False,
+    "use_spatial_transformer": True,
+    "legacy": False,
+    "num_heads": 8,
+    "num_head_channels": -1,
+    "adm_in_channels": None,
+    "use_temporal_attention": False,
+    "use_temporal_resblock": False,
+}
+SIZES = {"tiny": {"image": 128, "steps": 4}, "full": {"image": 512, "steps": 20}}
+MASKED_TOKEN = 5
+
+
+def load_unet(size: str):
+    """A ComfyUI ModelPatcher for a random SD1.5-architecture UNet, loaded the way UNETLoader loads one."""
+    import comfy.sd
+
+    from harness.tiny_models import SD15_UNET, random_unet
+
+    config = SD15_UNET if size == "tiny" else FULL_SD15_UNET
+    model = comfy.sd.load_diffusion_model_state_dict(random_unet(config, seed=0).state_dict())
+    if model is None or type(model.model.model_config).__name__ != "SD15":
+        raise RuntimeError("ComfyUI did not detect the benchmark UNet as SD15")
+    return model
+
+
+def variants(model, image: int) -> dict:
+    from precise_edit.core.attention_store import AttentionStore
+    from precise_edit.nodes.cross_attention_patch import (
+        AttentionCapture,
+        PromptTarget,
+        StepRange,
+        TokenMask,
+        add_cross_attention_effect,
+        cross_attention_layers,
+    )
+
+    layers = cross_attention_layers(model)
+    steps = StepRange.from_percent(model, 0.0, 1.0)
+    mask = torch.zeros(1, image, image)
+    mask[:, :, : image // 2] = 1.0
+    injector = TokenMask((MASKED_TOKEN,), 77, mask, 1.0, False, steps, PromptTarget())
+    capture = AttentionCapture(AttentionStore(words={"word": [MASKED_TOKEN]}), 77, None, steps, PromptTarget())
+    masked = add_cross_attention_effect(model, injector, layers)
+    return {
+        "stock": model,
+        "injector": masked,
+        "capture": add_cross_attention_effect(model, capture, layers),
+        "injector+capture": add_cross_attention_effect(masked, capture, layers),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=list(SIZES), default="tiny")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args(argv)
+    setup_imports(cpu=args.device == "cpu")
+    import comfy.model_management
+    import comfy.sample
+
+    image, steps = SIZES[args.size]["image"], SIZES[args.size]["steps"]
+    model = load_unet(args.size)
+    g = torch.Generator().manual_seed(0)
+    positive = [[torch.randn(1, 77, 768, generator=g), {}]]
+    negative = [[torch.randn(1, 77, 768, generator=g), {}]]
+    latent = torch.zeros(1, 4, image // 8, image // 8)
+    noise = comfy.sample.prepare_noise(latent, 0)
+    runs = variants(model, image)
+
+    def sample(variant) -> float:
+        start = time.perf_counter()
+        comfy.sample.sample(
+            variant, noise, steps, 7.0, "euler", "normal", positive, negative, latent, disable_pbar=True
+        )
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    for variant in runs.values():
+        sample(variant)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for round_index in range(args.repeats):
+        for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
+            times[name].append(sample(runs[name]))
+
+    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"{args.size} SD1.5 UNet, {image}×{image} px, {steps} euler steps, cfg 7, {device}, {args.repeats} rounds")
+    stock = statistics.median(times["stock"])
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"{name:18} median {median * 1000:9.1f} ms   ratio to stock {median / stock:.3f}")
+    comfy.model_management.unload_all_models()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
