@@ -123,7 +123,8 @@ def run_prompt(prompt: dict[str, Any], outputs: list[str] | None = None) -> dict
     _server.messages.clear()
     _server.last_prompt_id = prompt_id
     executor.execute(prompt, prompt_id, {"client_id": CLIENT_ID}, targets)
-    for event, data in executor.status_messages:
+    # A node whose input is an ExecutionBlocker with a message reports it straight to the server, not as a status.
+    for event, data in [*executor.status_messages, *_server.messages]:
         if event == "execution_error":
             raise PromptFailed(format_execution_error(data), node_id=data["node_id"], details=data)
         if event == "execution_interrupted":
