@@ -23,26 +23,15 @@ import torch
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from harness.comfy_env import setup_imports  # noqa: E402
+from harness.tiny_models import SD15_UNET, random_unet  # noqa: E402
 
+# The real SD1.5 UNet: four levels (attention on the first three), two res blocks per level.
 FULL_SD15_UNET = {
-    "image_size": 32,
-    "in_channels": 4,
-    "out_channels": 4,
-    "model_channels": 320,
+    **SD15_UNET,
     "num_res_blocks": [2, 2, 2, 2],
     "channel_mult": [1, 2, 4, 4],
     "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
     "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-    "transformer_depth_middle": 1,
-    "context_dim": 768,
-    "use_linear_in_transformer": False,
-    "use_spatial_transformer": True,
-    "legacy": False,
-    "num_heads": 8,
-    "num_head_channels": -1,
-    "adm_in_channels": None,
-    "use_temporal_attention": False,
-    "use_temporal_resblock": False,
 }
 SIZES = {"tiny": {"image": 128, "steps": 4}, "full": {"image": 512, "steps": 20}}
 MASKED_TOKEN = 5
@@ -51,8 +40,6 @@ MASKED_TOKEN = 5
 def load_unet(size: str):
     """A ComfyUI ModelPatcher for a random SD1.5-architecture UNet, loaded the way UNETLoader loads one."""
     import comfy.sd
-
-    from harness.tiny_models import SD15_UNET, random_unet
 
     config = SD15_UNET if size == "tiny" else FULL_SD15_UNET
     model = comfy.sd.load_diffusion_model_state_dict(random_unet(config, seed=0).state_dict())

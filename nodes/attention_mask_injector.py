@@ -1,43 +1,19 @@
 """PreciseEdit_AttentionMaskInjector: confine chosen words' cross-attention to a spatial mask."""
 
-import uuid
-
 import torch
 from comfy_api.latest import io
-from comfy_execution.graph_utils import ExecutionBlocker
 
-from .cross_attention_patch import (
-    COND_TAGS_KEY,
-    PromptTarget,
-    StepRange,
-    TokenMask,
-    add_cross_attention_effect,
-    cross_attention_layers,
-)
+from .cross_attention_patch import StepRange, TokenMask, add_cross_attention_effect, cross_attention_layers
 from .mask_input import spatial_mask_batch
 from .prompt_tokens import locate_words
-
-TARGETS = ["positive", "negative", "all"]
-
-
-def tag_conditioning(conditioning: list, tag: str) -> list:
-    """A copy of ``conditioning`` whose entries carry ``tag``, so effects with that tag apply to them only."""
-    tagged = []
-    for embedding, options in conditioning:
-        options = options.copy()
-        options[COND_TAGS_KEY] = tuple(options.get(COND_TAGS_KEY, ())) + (tag,)
-        tagged.append([embedding, options])
-    return tagged
-
-
-def prompt_target(target: str, conditioning: list | None) -> tuple[PromptTarget, list | ExecutionBlocker]:
-    """The effect's target, and the CONDITIONING output: tagged input, or a blocker explaining how to use it."""
-    if conditioning is None:
-        return PromptTarget(role=target), ExecutionBlocker(
-            "this CONDITIONING output is only set when a conditioning is connected to the node's input"
-        )
-    tag = uuid.uuid4().hex
-    return PromptTarget(tag=tag), tag_conditioning(conditioning, tag)
+from .word_attention_inputs import (
+    conditioning_input,
+    conditioning_output,
+    prompt_inputs,
+    prompt_target,
+    step_range_inputs,
+    target_input,
+)
 
 
 class AttentionMaskInjector(io.ComfyNode):
@@ -53,14 +29,7 @@ class AttentionMaskInjector(io.ComfyNode):
                 "only inside the mask. Chains with other attention patches (IP-Adapter) and with further injectors."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="SD1.x, SD2.x or SDXL UNet model (InstructPix2Pix variants too)."),
-                io.Clip.Input("clip", tooltip="The CLIP that encodes the prompt, to find the words' token positions."),
-                io.String.Input(
-                    "text", multiline=True, tooltip="The prompt exactly as it is encoded (embedding:name allowed)."
-                ),
-                io.String.Input(
-                    "words", default="", tooltip="Word(s) or phrase(s) of the prompt to mask, comma-separated."
-                ),
+                *prompt_inputs("mask"),
                 io.Mask.Input(
                     "mask", tooltip="Where the words may attend: 1 keeps, 0 removes. One mask or one per image."
                 ),
@@ -72,42 +41,16 @@ class AttentionMaskInjector(io.ComfyNode):
                     step=0.01,
                     tooltip="1 multiplies by the mask exactly; lower values blend toward no masking: 1 − s(1 − M).",
                 ),
-                io.Float.Input(
-                    "start_percent",
-                    default=0.0,
-                    min=0.0,
-                    max=1.0,
-                    step=0.001,
-                    tooltip="Sampling progress where masking starts.",
-                ),
-                io.Float.Input(
-                    "end_percent",
-                    default=1.0,
-                    min=0.0,
-                    max=1.0,
-                    step=0.001,
-                    tooltip="Sampling progress where masking ends.",
-                ),
-                io.Combo.Input(
-                    "target",
-                    options=TARGETS,
-                    default="positive",
-                    tooltip="Which prompt of the sampler is masked when no conditioning is connected below.",
-                ),
+                *step_range_inputs("masking"),
+                target_input(["positive", "negative", "all"], "masked"),
                 io.Boolean.Input(
                     "renormalize", default=False, tooltip="Rescale each query's attention to sum to 1 after masking."
                 ),
-                io.Conditioning.Input(
-                    "conditioning",
-                    optional=True,
-                    tooltip="Connect the prompt's conditioning (and use the output) to mask only that conditioning.",
-                ),
+                conditioning_input("mask"),
             ],
             outputs=[
                 io.Model.Output(display_name="MODEL", tooltip="The model with the attention mask applied."),
-                io.Conditioning.Output(
-                    display_name="CONDITIONING", tooltip="The connected conditioning, marked as the one to mask."
-                ),
+                conditioning_output("mask"),
             ],
         )
 

@@ -3,15 +3,22 @@
 from comfy_api.latest import io
 
 from ..core.attention_store import AttentionStore
-from .attention_mask_injector import TARGETS, prompt_target
 from .cross_attention_patch import AttentionCapture, StepRange, add_cross_attention_effect, cross_attention_layers
 from .layer_choice import DEFAULT_LAYER_CHOICE, LAYER_CHOICES, choose_layers
 from .prompt_tokens import locate_words
 from .socket_types import AttentionMaps
+from .word_attention_inputs import (
+    conditioning_input,
+    conditioning_output,
+    prompt_inputs,
+    prompt_target,
+    step_range_inputs,
+    target_input,
+)
 
 
 def parse_heads(heads: str, count: int) -> tuple[int, ...] | None:
-    """ "all" → None; "0, 3" → (0, 3), checked against the layers' head count."""
+    """Heads "all" → None; "0, 3" → (0, 3), checked against the layers' head count."""
     if heads.strip().lower() in ("", "all"):
         return None
     try:
@@ -36,10 +43,7 @@ class CaptureCrossAttention(io.ComfyNode):
                 "Feed the attention output and the sampled latent to Attention To Mask."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="SD1.x, SD2.x or SDXL UNet model (InstructPix2Pix variants too)."),
-                io.Clip.Input("clip", tooltip="The CLIP that encodes the prompt, to find the words' token positions."),
-                io.String.Input("text", multiline=True, tooltip="The prompt exactly as it is encoded."),
-                io.String.Input("words", default="", tooltip="Word(s) or phrase(s) to record, comma-separated."),
+                *prompt_inputs("record"),
                 io.Combo.Input(
                     "layers",
                     options=list(LAYER_CHOICES),
@@ -48,42 +52,16 @@ class CaptureCrossAttention(io.ComfyNode):
                     "prompt-to-prompt at 512 px.",
                 ),
                 io.String.Input("heads", default="all", tooltip="'all', or comma-separated head numbers to average."),
-                io.Float.Input(
-                    "start_percent",
-                    default=0.0,
-                    min=0.0,
-                    max=1.0,
-                    step=0.001,
-                    tooltip="Sampling progress where recording starts.",
-                ),
-                io.Float.Input(
-                    "end_percent",
-                    default=1.0,
-                    min=0.0,
-                    max=1.0,
-                    step=0.001,
-                    tooltip="Sampling progress where recording ends.",
-                ),
-                io.Combo.Input(
-                    "target",
-                    options=TARGETS[:2],
-                    default="positive",
-                    tooltip="Which prompt of the sampler is recorded when no conditioning is connected below.",
-                ),
-                io.Conditioning.Input(
-                    "conditioning",
-                    optional=True,
-                    tooltip="Connect the prompt's conditioning (and use the output) to record exactly that prompt.",
-                ),
+                *step_range_inputs("recording"),
+                target_input(["positive", "negative"], "recorded"),
+                conditioning_input("record"),
             ],
             outputs=[
                 io.Model.Output(display_name="MODEL", tooltip="The model that records attention while sampling."),
                 AttentionMaps.Output(
                     display_name="ATTENTION", tooltip="The maps of the most recent sampling run with that model."
                 ),
-                io.Conditioning.Output(
-                    display_name="CONDITIONING", tooltip="The connected conditioning, marked as the one to record."
-                ),
+                conditioning_output("record"),
             ],
         )
 
