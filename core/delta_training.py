@@ -25,6 +25,7 @@ from .delta_mapper import DeltaMapper, delta_mapper_loss
 DIRECTION_EPS = 1e-5
 DEFAULT_LEARNING_RATE = 0.5
 DEFAULT_BATCH_SIZE = 64
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
 
 def code_scale(codes: torch.Tensor) -> float:
@@ -79,7 +80,7 @@ def train_delta_mapper(
     scaled = (codes.float() / scale).to(device)
     clip_unit = F.normalize(clip_embeddings.float(), dim=1).to(device)
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(mapper.parameters(), lr=learning_rate, fused=True)
+    optimizer = torch.optim.Adam(mapper.parameters(), lr=learning_rate, fused=device.type in FUSED_ADAM_DEVICES)
     losses = []
     mapper.train()
     for step in range(1, steps + 1):

@@ -3,3 +3,6 @@
 from comfy_api.latest import io
 
 AttentionMaps = io.Custom("PE_ATTENTION")
+JointClip = io.Custom("PE_JOINT_CLIP")
+DeltaDirectionType = io.Custom("PE_DELTA")
+DeltaMapperType = io.Custom("PE_DELTA_MAPPER")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,3 +58,43 @@ def save_tiny_clip(folder: Path, seed: int = 0, **sizes: int) -> CLIPModel:
 def image_batch(count: int, height: int = 40, width: int = 48, seed: int = 0) -> torch.Tensor:
     """A deterministic IMAGE batch ``[count, H, W, 3]`` in [0, 1]."""
     return torch.rand(count, height, width, 3, generator=torch.Generator().manual_seed(seed))
+
+
+def tiny_clip_vision(model: CLIPModel, folder: Path):
+    """A ComfyUI CLIP_VISION built from ``model``'s image tower and projection (the same weights)."""
+    import comfy.clip_vision
+
+    vision = model.config.vision_config
+    config = {
+        "model_type": "clip_vision_model",
+        "num_channels": 3,
+        "hidden_size": vision.hidden_size,
+        "intermediate_size": vision.intermediate_size,
+        "num_hidden_layers": vision.num_hidden_layers,
+        "num_attention_heads": vision.num_attention_heads,
+        "image_size": vision.image_size,
+        "patch_size": vision.patch_size,
+        "hidden_act": vision.hidden_act,
+        "projection_dim": model.config.projection_dim,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"clip_vision_{model.config.projection_dim}.json"
+    path.write_text(json.dumps(config))
+    clip_vision = comfy.clip_vision.ClipVisionModel(str(path))
+    tower = {k: v for k, v in model.state_dict().items() if k.startswith(("vision_model.", "visual_projection."))}
+    missing, _ = clip_vision.load_sd(tower)
+    assert not missing, missing
+    return clip_vision
+
+
+def write_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    """``count`` random PNG images (40×48) in ``folder``."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, image in enumerate(image_batch(count, seed=seed)):
+        path = folder / f"img_{index:03d}.png"
+        Image.fromarray((image.numpy() * 255).round().astype("uint8")).save(path)
+        paths.append(path)
+    return paths
