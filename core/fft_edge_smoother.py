@@ -22,7 +22,8 @@ How this differs from the released code, and why:
   under c → −c, so the inverse transform is real (the released code takes the modulus of a numerically real array).
 - M_dm is thresholded in floating point. The released code casts it to uint8 first, which wraps values above 255
   back to small numbers, so the strongest differences could be dropped.
-- gray uses the ITU-R 601 weights on R, G, B. The released code converts RGB arrays with cv2's BGR weights.
+- gray uses the ITU-R 601 weights on R, G, B. The released code swaps the red and blue weights (it reorders its
+  arrays to BGR, then converts them with ``COLOR_RGB2GRAY``).
 - M_e ⊕ M_f as the blended band is what the released code does (``M_e − M_f`` in uint8 wraps, so every pixel where the
   two masks differ is blended); pixels of M_f that the low-pass missed are blended instead of dropped.
 
@@ -48,7 +49,7 @@ class SmootherSettings:
     dilation_radius: int = 4
     """r of the (2r+1)² square that dilates M_f into M_d."""
     low_pass_radius: float = 200.0
-    """D₀ in frequency units (cycles per image side)."""
+    """D₀ in integer frequency units (cycles per image height along k_y, per image width along k_x)."""
     threshold: float = 30.0
     """τ on the 0–255 gray scale."""
     closing_radius: int = 10
