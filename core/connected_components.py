@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 import torch
 
+from .bounding_box import bounding_box
+
 
 class RowRuns(NamedTuple):
     """The row runs of a mask, merged into components."""
@@ -89,12 +91,19 @@ def _run_pixels(start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
 
 
 def remove_small_regions(mask: torch.Tensor, min_area: int) -> torch.Tensor:
-    """``mask`` without its 4-connected components of fewer than ``min_area`` pixels."""
-    runs = row_runs(mask)
+    """``mask`` without its 4-connected components of fewer than ``min_area`` pixels (the work is confined to the
+    box around the mask's pixels, which holds every component)."""
+    kept = mask.clone(memory_format=torch.contiguous_format)
+    box = bounding_box(mask)
+    if box is None:
+        return kept
+    rows, columns = box
+    crop = kept[..., rows, columns].contiguous()
+    runs = row_runs(crop)
     area = torch.zeros_like(runs.start).scatter_add_(0, runs.root, runs.end - runs.start + 1)
     small = area.index_select(0, runs.root) < min_area
-    kept = mask.clone(memory_format=torch.contiguous_format)
-    kept.view(-1)[_run_pixels(runs.start[small], runs.end[small])] = False
+    crop.view(-1)[_run_pixels(runs.start[small], runs.end[small])] = False
+    kept[..., rows, columns] = crop
     return kept
 
 
