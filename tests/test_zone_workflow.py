@@ -1,4 +1,8 @@
-"""workflows/zone_difference_compositing.json on the server: wired as documented, and the original kept outside."""
+"""workflows/zone_difference_compositing.json on the server: wired as documented, and the original kept outside.
+
+The prompt is the one tests/test_workflows.py queues for every example workflow, so in a full run the server
+answers it from its cache.
+"""
 
 import json
 from pathlib import Path
@@ -29,7 +33,7 @@ def test_zone_compositing_workflow_keeps_the_original_outside_its_final_mask(com
     mask = np.asarray(Image.open(saved["zone_difference_compositing_mask"]).convert("L"))
     original = np.empty_like(composite)
     original[:] = BACKGROUND
-    original[:32, :32] = BOX  # the 256 px box of the 512 px workflow, at the stand-ins' 1/8 scale
+    original[:32, :32] = BOX  # the workflow's 256 px box on 512 px, at the stand-ins' 1/8 scale
     outside = mask == 0
     assert composite.shape == (64, 64, 3) and outside.any()
     assert (composite[outside] == original[outside]).all()
