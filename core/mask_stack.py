@@ -11,13 +11,19 @@ from collections.abc import Sequence
 import torch
 
 
-def _as_stack(mask: torch.Tensor, name: str) -> torch.Tensor:
+def as_mask_batch(mask: torch.Tensor, name: str) -> torch.Tensor:
+    """``[H, W]``, ``[N, H, W]`` or ``[N, 1, H, W]`` as a ``[N, H, W]`` view (values and dtype unchanged)."""
     if mask.dim() == 4 and mask.shape[1] == 1:
         mask = mask[:, 0]
     elif mask.dim() == 2:
         mask = mask[None]
     if mask.dim() != 3:
         raise ValueError(f"{name} must be [H, W], [N, H, W] or [N, 1, H, W]; got shape {tuple(mask.shape)}")
+    return mask
+
+
+def _as_stack(mask: torch.Tensor, name: str) -> torch.Tensor:
+    mask = as_mask_batch(mask, name)
     if mask.dtype == torch.bool:
         return mask
     if mask.is_floating_point():

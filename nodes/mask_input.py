@@ -2,15 +2,12 @@
 
 import torch
 
+from ..core.mask_stack import as_mask_batch
+
 
 def spatial_mask_batch(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
     """A float ``[B, H, W]`` copy of ``mask`` in [0, 1]; a clear error for empty, all-zero or NaN masks."""
-    if mask.dim() == 4 and mask.shape[1] == 1:
-        mask = mask[:, 0]
-    elif mask.dim() == 2:
-        mask = mask[None]
-    if mask.dim() != 3:
-        raise ValueError(f"{name} must be [H, W], [B, H, W] or [B, 1, H, W]; got shape {tuple(mask.shape)}")
+    mask = as_mask_batch(mask, name)
     if mask.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(mask.shape)})")
     if mask.dtype == torch.uint8:
