@@ -24,7 +24,7 @@ from .joint_clip_loader import JointClipModel
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 CAPTION_EXTENSIONS = {".txt", ".caption", ".json"}
-CACHE_LIMIT = 200_000
+CACHE_LIMIT = 50_000
 
 _cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
