@@ -1,6 +1,7 @@
 """Text-free training of the Delta Mapper on image pairs (official ``scripts/train.py``, ``datasets/train_dataset.py``).
 
-Each sample pairs an image i with another image j drawn uniformly (j ≠ i) and builds
+Each sample pairs an image i with another image j drawn uniformly from the others (the official sampler may also
+draw j = i, a pair with no direction to learn) and builds
 
     condition = [ĉ_i ‖ (ĉ_j − ĉ_i) / max(‖ĉ_j − ĉ_i‖, 1e-5)],    target Δs = s_j − s_i,
 
