@@ -6,7 +6,9 @@ Variants, each sampling the same noise and prompts with the same model:
 - capture: one word recorded in every cross-attention layer (running means);
 - injector+capture: both.
 Runs are interleaved round by round so that machine drift hits every variant alike; the script prints each
-variant's median time and its ratio to stock (targets: ≤ 1.10 on the tiny CPU model, ≤ 1.03 at full size on a GPU).
+variant's median wall time and its ratio to stock (targets: ≤ 1.10 on the tiny CPU model, ≤ 1.03 at full size on a
+GPU), and on the CPU also the median process CPU time, which other processes on a shared machine disturb less
+(use ``--threads 1`` there).
 
     .venv/bin/python bench/attention_overhead.py                                 # tiny SD1.5 UNet, CPU
     .venv/bin/python bench/attention_overhead.py --size full --device cuda       # full-size SD1.5 UNet, 512², 20 steps
@@ -79,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=list(SIZES), default="tiny")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     setup_imports(cpu=args.device == "cpu")
     import comfy.model_management
     import comfy.sample
@@ -93,18 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     noise = comfy.sample.prepare_noise(latent, 0)
     runs = variants(model, image)
 
-    def sample(variant) -> float:
-        start = time.perf_counter()
+    def sample(variant) -> tuple[float, float]:
+        start, start_cpu = time.perf_counter(), time.process_time()
         comfy.sample.sample(
             variant, noise, steps, 7.0, "euler", "normal", positive, negative, latent, disable_pbar=True
         )
         if args.device == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - start_cpu
 
     for variant in runs.values():
         sample(variant)
-    times: dict[str, list[float]] = {name: [] for name in runs}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     names = list(runs)
     for round_index in range(args.repeats):
         for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
@@ -112,10 +117,13 @@ def main(argv: list[str] | None = None) -> int:
 
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"{args.size} SD1.5 UNet, {image}×{image} px, {steps} euler steps, cfg 7, {device}, {args.repeats} rounds")
-    stock = statistics.median(times["stock"])
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(f"{name:18} median {median * 1000:9.1f} ms   ratio to stock {median / stock:.3f}")
+    for clock, label in ((0, "wall"), (1, "cpu")):
+        if clock == 1 and args.device == "cuda":
+            break
+        stock = statistics.median(t[clock] for t in times["stock"])
+        for name, values in times.items():
+            median = statistics.median(t[clock] for t in values)
+            print(f"{label:4} {name:18} median {median * 1000:9.1f} ms   ratio to stock {median / stock:.3f}")
     comfy.model_management.unload_all_models()
     return 0
 
