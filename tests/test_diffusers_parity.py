@@ -4,6 +4,7 @@ prediction as our patched ComfyUI model when its cross-attention processors appl
 import pytest
 import torch
 from attention_helpers import PROMPT, encode, inject, left_half_mask
+from diffusers_unet import to_diffusers_unet
 
 from precise_edit.core.token_grid import mask_to_token_grid
 from precise_edit.core.token_mask import masked_cross_attention
@@ -30,27 +31,7 @@ class MaskedCrossAttentionProcessor:
 
 @pytest.fixture(scope="module")
 def diffusers_unet(sd15):
-    import comfy.utils
-    from diffusers import UNet2DConditionModel
-
-    config = sd15.model.model.model_config.unet_config
-    levels = len(config["channel_mult"])
-    unet = UNet2DConditionModel(
-        sample_size=LATENT_HW[0],
-        in_channels=config["in_channels"],
-        out_channels=config["out_channels"],
-        block_out_channels=tuple(config["model_channels"] * m for m in config["channel_mult"]),
-        down_block_types=("CrossAttnDownBlock2D",) * levels,
-        up_block_types=("CrossAttnUpBlock2D",) * levels,
-        layers_per_block=config["num_res_blocks"][0],
-        cross_attention_dim=config["context_dim"],
-        attention_head_dim=config["num_heads"],
-    )
-    comfy_weights = sd15.model.model.diffusion_model.state_dict()
-    mapping = comfy.utils.unet_to_diffusers(config)
-    converted = {name: comfy_weights[source].float() for name, source in mapping.items() if source in comfy_weights}
-    unet.load_state_dict(converted, strict=True)
-    return unet.eval()
+    return to_diffusers_unet(sd15.model, LATENT_HW[0])
 
 
 def comfy_noise_prediction(model, x, sigma, context):
