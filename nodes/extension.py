@@ -11,7 +11,9 @@ from .delta_mapper_loader import DeltaMapperLoader
 from .delta_mapper_trainer import DeltaMapperTrainer
 from .difference_locator import DifferenceLocator
 from .fft_edge_smoother import FFTEdgeSmoother
+from .inversion_reconstruct import InversionReconstruct
 from .joint_clip_loader import JointCLIPLoader
+from .null_text_inversion import NullTextInversion
 from .region_iou_select import RegionIoUSelect
 
 
@@ -29,4 +31,6 @@ class PreciseEditExtension(ComfyExtension):
             DeltaMapperTrainer,
             DeltaMapperLoader,
             ApplyDeltaEdit,
+            NullTextInversion,
+            InversionReconstruct,
         ]

@@ -3,6 +3,7 @@
 from comfy_api.latest import io
 
 AttentionMaps = io.Custom("PE_ATTENTION")
+InvertedLatent = io.Custom("PE_INVERSION")
 JointClip = io.Custom("PE_JOINT_CLIP")
 DeltaDirectionType = io.Custom("PE_DELTA")
 DeltaMapperType = io.Custom("PE_DELTA_MAPPER")

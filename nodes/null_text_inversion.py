@@ -1,0 +1,94 @@
+"""PreciseEdit_NullTextInversion: invert a real image's latent into noise plus per-step null-text embeddings."""
+
+import torch
+from comfy_api.latest import io
+
+from .inversion import MODES, NULL_TEXT, check_conditioning, check_epsilon_model, check_latent, invert
+from .socket_types import InvertedLatent
+
+
+class NullTextInversion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PreciseEdit_NullTextInversion",
+            display_name="Null-Text Inversion",
+            category="Precise Edit/S2Edit",
+            description=(
+                "Inverts the latent of a real image with deterministic DDIM under the source prompt, then (null-text "
+                "mode) optimises the null-text embedding at every step so that sampling back from the inverted noise "
+                "with classifier-free guidance reproduces the image (Mokady et al.). The fast modes skip the "
+                "optimisation. Feed the result to Inversion Reconstruct, or to prompt-to-prompt editing."
+            ),
+            inputs=[
+                io.Model.Input(
+                    "model", tooltip="An ε-prediction model with a discrete schedule: SD1.x, SD2.x-base, SDXL."
+                ),
+                io.Conditioning.Input(
+                    "positive",
+                    tooltip="The source prompt: a caption of the image as it is (with the identity token for S2Edit).",
+                ),
+                io.Conditioning.Input(
+                    "negative",
+                    tooltip="The null text whose embedding is optimised: usually CLIP Text Encode of an empty prompt.",
+                ),
+                io.Latent.Input("latent", tooltip="The source image encoded with VAE Encode; one image."),
+                io.Int.Input("steps", default=50, min=1, max=500, tooltip="DDIM steps of inversion and sampling."),
+                io.Float.Input(
+                    "guidance",
+                    default=7.5,
+                    min=0.0,
+                    max=30.0,
+                    step=0.1,
+                    tooltip="Classifier-free guidance scale that the reconstruction and the edits will use.",
+                ),
+                io.Int.Input(
+                    "inner_steps",
+                    default=10,
+                    min=0,
+                    max=100,
+                    tooltip="At most this many Adam iterations on the null embedding per DDIM step (null-text mode).",
+                ),
+                io.Float.Input(
+                    "epsilon",
+                    default=1e-5,
+                    min=0.0,
+                    max=1.0,
+                    step=1e-6,
+                    round=1e-8,
+                    tooltip="Early stop: a step's optimisation ends once its loss is below epsilon + 0.001·step/steps.",
+                ),
+                io.Combo.Input(
+                    "mode",
+                    options=list(MODES),
+                    default=NULL_TEXT,
+                    tooltip="null-text: optimised, faithful, slow. negative-prompt: the source prompt replaces the "
+                    "null text (no optimisation). plain DDIM: the negative as given (drifts at high guidance).",
+                ),
+            ],
+            outputs=[
+                InvertedLatent.Output(
+                    display_name="INVERSION",
+                    tooltip="The inverted noise, the per-step null-text embeddings, the schedule and the settings.",
+                ),
+            ],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        model,
+        positive: list,
+        negative: list,
+        latent: dict,
+        steps: int,
+        guidance: float,
+        inner_steps: int,
+        epsilon: float,
+        mode: str,
+    ) -> io.NodeOutput:
+        check_epsilon_model(model)
+        check_conditioning(positive, "positive", model)
+        check_conditioning(negative, "negative", model)
+        samples: torch.Tensor = check_latent(latent, model)
+        return io.NodeOutput(invert(model, positive, negative, samples, steps, guidance, inner_steps, epsilon, mode))
