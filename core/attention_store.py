@@ -42,7 +42,7 @@ class AttentionStore:
         if grid[0] * grid[1] != probs.shape[2]:
             raise ValueError(f"layer {layer}: grid {grid} does not hold {probs.shape[2]} query tokens")
         selected = probs if heads is None else probs[:, list(heads)]
-        sample = selected.mean(dim=1).float()
+        sample = selected.detach().mean(dim=1).float()
         entry = self.layers.get(layer)
         if entry is None:
             self.layers[layer] = LayerMean(grid, sample.clone())
@@ -53,7 +53,8 @@ class AttentionStore:
                 f"{tuple(entry.mean.shape)} (batch or prompt length changed within one sampling run)"
             )
         entry.count += 1
-        entry.mean += (sample - entry.mean) / entry.count
+        # Out of place: the mean may have been created under ComfyUI's inference mode and be updated outside it.
+        entry.mean = entry.mean + (sample - entry.mean) / entry.count
 
     def token_maps(
         self, token_groups: Sequence[Sequence[int]], size: tuple[int, int], layers: Sequence[str] | None = None

@@ -177,12 +177,15 @@ class TokenMask:
                     f"the mask batch has {self.mask.shape[0]} masks but the latent batch has {batch} images; "
                     "give one mask, or one per image"
                 )
-            grid_mask = mask_to_token_grid(self.mask, grid)
-            rows = [
-                grid_mask[i % grid_mask.shape[0]] if s else torch.ones_like(grid_mask[0])
-                for i, s in zip(images, selected, strict=True)
-            ]
-            self._cache[key] = torch.stack(rows).to(device)
+            # Built outside inference mode: a later pass that records gradients (null-text inversion, training)
+            # must be able to save the cached tensor for backward.
+            with torch.inference_mode(False):
+                grid_mask = mask_to_token_grid(self.mask, grid)
+                rows = [
+                    grid_mask[i % grid_mask.shape[0]] if s else torch.ones_like(grid_mask[0])
+                    for i, s in zip(images, selected, strict=True)
+                ]
+                self._cache[key] = torch.stack(rows).to(device)
         return self._cache[key]
 
     def apply(self, probs: torch.Tensor, row_masks: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
@@ -251,7 +254,8 @@ class CrossAttentionPatch:
     def index(self, values: tuple[int, ...], device: torch.device) -> torch.Tensor:
         key = (values, device)
         if key not in self._indices:
-            self._indices[key] = torch.tensor(values, dtype=torch.long, device=device)
+            with torch.inference_mode(False):
+                self._indices[key] = torch.tensor(values, dtype=torch.long, device=device)
         return self._indices[key]
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:

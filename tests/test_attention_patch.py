@@ -186,3 +186,31 @@ def test_step_range_limits_the_masking(sd15):
     sample(model, encode(sd15.clip, PROMPT), encode(sd15.clip, "blurry"), steps=4)
     for entry in store.layers.values():
         assert torch.all(entry.mean[0, grid_zero(mask, entry.grid)][:, 5] > 0)
+
+
+def test_a_patch_first_run_under_inference_mode_still_works_when_gradients_are_recorded(sd15):
+    """ComfyUI samples under inference mode; null-text inversion and training later record gradients through the
+    same patched model, so nothing the patch caches may be an inference tensor."""
+    mask = left_half_mask()
+    model, _ = inject(sd15.model, sd15.clip, "cat", mask)
+    model, store, _ = capture(model, sd15.clip, "cat")
+    patch = model.model_options["transformer_options"]["patches_replace"]["attn2"][("input", 1, 0)]
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (
+        torch.randn(2, 96, 320, generator=g),
+        torch.randn(2, 77, 320, generator=g),
+        torch.randn(2, 77, 320, generator=g),
+    )
+    extra = {
+        "n_heads": 8,
+        "cond_or_uncond": [0, 1],
+        "sigmas": torch.tensor([1.0, 1.0]),
+        "activations_shape": [2, 320, 8, 12],
+    }
+    with torch.inference_mode():
+        patch(q, k, v, extra)
+    with torch.enable_grad():
+        q_grad = q.clone().requires_grad_()
+        patch(q_grad, k, v, extra).square().sum().backward()
+    assert q_grad.grad is not None and torch.isfinite(q_grad.grad).all()
+    assert store.layers["input_1_0"].count == 2 and not store.layers["input_1_0"].mean.requires_grad
