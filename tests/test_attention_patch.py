@@ -77,6 +77,19 @@ def test_two_injectors_compose(sd15):
         assert torch.all(entry.mean[0, ~grid_zero(top, entry.grid)][:, 9] > 0)
 
 
+def layer_call_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    """q, k, v and extra_options of one call of the ("input", 1, 0) layer: two prompts, an 8×12 token grid."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, tokens, 320, generator=g) for tokens in (96, 77, 77))
+    extra = {
+        "n_heads": 8,
+        "cond_or_uncond": [0, 1],
+        "sigmas": torch.tensor([1.0, 1.0]),
+        "activations_shape": [2, 320, 8, 12],
+    }
+    return q, k, v, extra
+
+
 def install_foreign_replace(model, scale: float):
     """An attn2 replace of another pack (IP-Adapter style): its own attention on every layer."""
     from comfy.ldm.modules.attention import optimized_attention
@@ -107,18 +120,7 @@ def test_injector_after_another_attn2_replace_keeps_both_effects(sd15):
     from precise_edit.core.cross_attention import attention_probabilities, output_correction
     from precise_edit.core.token_mask import mask_token_probabilities
 
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (
-        torch.randn(2, 96, 320, generator=g),
-        torch.randn(2, 77, 320, generator=g),
-        torch.randn(2, 77, 320, generator=g),
-    )
-    extra = {
-        "n_heads": 8,
-        "cond_or_uncond": [0, 1],
-        "sigmas": torch.tensor([1.0, 1.0]),
-        "activations_shape": [2, 320, 8, 12],
-    }
+    q, k, v, extra = layer_call_inputs()
     probs = attention_probabilities(q, k, 8)
     grid_mask = torch.zeros(2, 96)
     grid_mask[:, :] = (torch.arange(96) % 12 < 6).float()
@@ -195,18 +197,7 @@ def test_a_patch_first_run_under_inference_mode_still_works_when_gradients_are_r
     model, _ = inject(sd15.model, sd15.clip, "cat", mask)
     model, store, _ = capture(model, sd15.clip, "cat")
     patch = model.model_options["transformer_options"]["patches_replace"]["attn2"][("input", 1, 0)]
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (
-        torch.randn(2, 96, 320, generator=g),
-        torch.randn(2, 77, 320, generator=g),
-        torch.randn(2, 77, 320, generator=g),
-    )
-    extra = {
-        "n_heads": 8,
-        "cond_or_uncond": [0, 1],
-        "sigmas": torch.tensor([1.0, 1.0]),
-        "activations_shape": [2, 320, 8, 12],
-    }
+    q, k, v, extra = layer_call_inputs()
     with torch.inference_mode():
         patch(q, k, v, extra)
     with torch.enable_grad():
