@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import inspect
 import os
 import sys
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ PACKAGE_NAME = "precise_edit"
 MODEL_FOLDERS = ("checkpoints", "embeddings", "loras", "diffusion_models")
 
 _bootstrapped: Path | None = None
-_pack_node_ids: list[str] = []
 
 
 @dataclass(frozen=True)
@@ -102,7 +100,7 @@ def bootstrap(base_dir: Path) -> None:
 
     Output, input, temp and user folders go to ``base_dir/<name>``; ``base_dir/models/<folder>`` is registered
     first for checkpoints, embeddings, loras and diffusion_models. Stock nodes load (no custom or API nodes),
-    then the nodes of the imported ``precise_edit`` package when it defines ``comfy_entrypoint``.
+    then the nodes of the imported ``precise_edit`` package from its ``comfy_entrypoint``.
     """
     global _bootstrapped
     base_dir = Path(base_dir).resolve()
@@ -135,27 +133,15 @@ async def _load_nodes() -> None:
     import nodes
 
     await nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False)
-    pack = importlib.import_module(PACKAGE_NAME)
-    entrypoint = getattr(pack, "comfy_entrypoint", None)
-    if entrypoint is None:
-        return
-    extension = entrypoint()
-    if inspect.isawaitable(extension):
-        extension = await extension
+    extension = await importlib.import_module(PACKAGE_NAME).comfy_entrypoint()
     for cls in await extension.get_node_list():
         schema = cls.GET_SCHEMA()
         nodes.NODE_CLASS_MAPPINGS[schema.node_id] = cls
         cls.RELATIVE_PYTHON_MODULE = f"custom_nodes.{PACKAGE_NAME}"
         if schema.display_name is not None:
             nodes.NODE_DISPLAY_NAME_MAPPINGS[schema.node_id] = schema.display_name
-        _pack_node_ids.append(schema.node_id)
 
 
 def is_bootstrapped() -> bool:
     """Whether ``bootstrap`` has run in this process."""
     return _bootstrapped is not None
-
-
-def pack_node_ids() -> list[str]:
-    """Node ids that ``bootstrap`` registered from the pack's ``comfy_entrypoint`` (empty without one)."""
-    return list(_pack_node_ids)

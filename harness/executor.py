@@ -16,7 +16,7 @@ from harness.errors import PromptFailed, format_execution_error, format_validati
 if TYPE_CHECKING:
     from execution import PromptExecutor
 
-__all__ = ["PromptFailed", "last_events", "last_ui_outputs", "run_prompt"]
+__all__ = ["PromptFailed", "last_events", "run_prompt"]
 
 CLIENT_ID = "precise-edit-harness"
 
@@ -137,12 +137,6 @@ def run_prompt(prompt: dict[str, Any], outputs: list[str] | None = None) -> dict
             raise PromptFailed(f"node {node_id} ({prompt[node_id]['class_type']}) produced no output", node_id)
         results[node_id] = _as_returned(prompt[node_id]["class_type"], entry.outputs)
     return results
-
-
-def last_ui_outputs() -> dict[str, dict[str, Any]]:
-    """The UI outputs of the last prompt by node id (e.g. SaveImage's ``{"images": [...]}``), as in /history."""
-    history = getattr(_get_executor(), "history_result", None) or {"outputs": {}}
-    return dict(history["outputs"])
 
 
 def last_events() -> list[tuple[Any, Any]]:

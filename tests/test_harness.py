@@ -3,7 +3,6 @@ UI-to-API conversion, and node definitions served by /object_info."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -228,16 +227,14 @@ def test_ui_workflow_converts_to_the_api_prompt_and_runs(run_graph: RunGraph, ti
 def test_object_info_serves_stock_and_pack_nodes_like_the_in_process_comfyui(
     comfy: ComfyDirs, comfy_server: ComfyServer
 ) -> None:
-    from harness.comfy_env import pack_node_ids
+    from harness.node_docs import pack_node_classes
     from harness.workflow_format import object_info_inprocess
 
     served = comfy_server.object_info()
     local = object_info_inprocess()
     assert served["KSampler"] == local["KSampler"]
     assert served["KSampler"]["input_order"]["required"][:2] == ["model", "seed"]
-    if not hasattr(importlib.import_module("precise_edit"), "comfy_entrypoint"):
-        return
-    ids = pack_node_ids()
+    ids = [cls.GET_SCHEMA().node_id for cls in pack_node_classes()]
     assert ids and all(node_id.startswith("PreciseEdit_") for node_id in ids)
     for node_id in ids:
         assert node_id in served, f"{node_id} is registered in process but not served"
