@@ -1,8 +1,8 @@
 """Run every example workflow (``workflows/*.json``, UI format) on a real ComfyUI with the tiny stand-in models.
 
 Usage: ``.venv/bin/python -m harness.run_workflows [--out DIR] [--full-size]``. Unless ``--full-size`` is given,
-sizes are divided by 8 and steps capped at 4 (``harness.stand_in_scale``). Files in ``workflows/input/`` are copied
-to the server's input folder (for LoadImage). Images go to ``<out>/<workflow>/``, a table to ``<out>/report.md`` and the
+sizes are divided by 8 and steps capped at 4 (``harness.stand_in_scale``). The server gets the files in
+``workflows/input/`` (for LoadImage). Images go to ``<out>/<workflow>/``, a table to ``<out>/report.md`` and the
 server log to ``<out>/server.log``; the exit code is 1 when any workflow failed.
 """
 
@@ -101,8 +101,6 @@ def main(argv: list[str] | None = None) -> int:
         ensure_models(models_dir)
         if workflows:
             server = ComfyServer(Path(tmp) / "comfy", models_dir)
-            if (workflow_dir / "input").is_dir():
-                shutil.copytree(workflow_dir / "input", server.base_dir / "input", dirs_exist_ok=True)
             try:
                 with server:
                     object_info = server.object_info()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,7 +32,8 @@ class ComfyServer:
     """Start ``main.py --cpu`` with its folders under ``base_dir`` and model folders read from ``models_dir``.
 
     The repo is symlinked as ``<base_dir>/custom_nodes/precise-edit-checkout``, so the pack loads the way a user's
-    checkout does. Use as a context manager; the process is stopped by PID on exit.
+    checkout does, and the files the example workflows load (``workflows/input/``) are copied to its input folder.
+    Use as a context manager; the process is stopped by PID on exit.
     """
 
     def __init__(self, base_dir: Path, models_dir: Path, startup_timeout: float = 120.0) -> None:
@@ -66,6 +68,9 @@ class ComfyServer:
         for folder in MODEL_FOLDERS:
             (self.models_dir / folder).mkdir(parents=True, exist_ok=True)
         replace_symlink(self.base_dir / "custom_nodes" / CHECKOUT_NAME, repo_root())
+        workflow_inputs = repo_root() / "workflows" / "input"
+        if workflow_inputs.is_dir():
+            shutil.copytree(workflow_inputs, self.base_dir / "input", dirs_exist_ok=True)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [
