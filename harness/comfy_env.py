@@ -10,7 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE_NAME = "precise_edit"
-MODEL_FOLDERS = ("checkpoints", "embeddings", "loras", "diffusion_models")
+MODEL_FOLDERS = (
+    "checkpoints",
+    "embeddings",
+    "loras",
+    "diffusion_models",
+    "clip_joint",
+    "delta_mappers",
+    "sams",
+    "mcdm",
+    "action_classifiers",
+)
 
 _bootstrapped: Path | None = None
 
@@ -99,7 +109,7 @@ def bootstrap(base_dir: Path) -> None:
     """Start ComfyUI in this process with its folders under ``base_dir``; later calls with the same dir do nothing.
 
     Output, input, temp and user folders go to ``base_dir/<name>``; ``base_dir/models/<folder>`` is registered
-    first for checkpoints, embeddings, loras and diffusion_models. Stock nodes load (no custom or API nodes),
+    first for each of MODEL_FOLDERS (stock folders and the pack's own). Stock nodes load (no custom or API nodes),
     then the nodes of the imported ``precise_edit`` package from its ``comfy_entrypoint``.
     """
     global _bootstrapped

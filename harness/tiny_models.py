@@ -2,6 +2,8 @@
 
 The stock loaders detect them like the real models: ``tiny-sd15`` as SD15, ``tiny-ip2p`` as SD15_instructpix2pix
 (CheckpointLoaderSimple: UNet, CLIP-L text encoder, TAESD VAE) and ``tiny-sdxl-unet`` as SDXL (UNETLoader, UNet only).
+``tiny-sd21-unclip-l`` is detected as SD21UnclipL (unCLIPCheckpointLoader: UNet, SD2 text encoder, ViT-L/14 CLIP
+vision, TAESD); ``tiny-joint-clip`` is a transformers CLIPModel for DeltaEdit's models/clip_joint.
 """
 
 from __future__ import annotations
@@ -60,6 +62,19 @@ SDXL_UNET = {
 }
 
 
+# SD2.1 unCLIP-L detection adds context_dim 1024, linear projections and adm_in_channels 1536 (768-d image embedding
+# + 768-d noise level) to the SD15 pins; 64-channel heads as in SD2.
+SD21_UNCLIP_L_UNET = {
+    **SD15_UNET,
+    "context_dim": 1024,
+    "use_linear_in_transformer": True,
+    "num_heads": -1,
+    "num_head_channels": 64,
+    "num_classes": "sequential",
+    "adm_in_channels": 1536,
+}
+
+
 def _init_parameters(module: torch.nn.Module, seed: int) -> None:
     """Overwrite every parameter (ComfyUI's ops leave them uninitialised) from a seeded generator.
 
@@ -88,8 +103,8 @@ def random_unet(config: dict, seed: int) -> torch.nn.Module:
     return unet
 
 
-def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Save as fp16 safetensors through a temporary file in the same folder, then rename."""
+def _save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Save as fp16 safetensors (with extra ``metadata``) through a temporary file in the same folder, then rename."""
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +112,7 @@ def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
-        save_file(half, tmp, metadata={"format": "pt"})
+        save_file(half, tmp, metadata={"format": "pt", **(metadata or {})})
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
@@ -141,15 +156,199 @@ def build_sdxl_unet(path: Path) -> None:
     _save(random_unet(SDXL_UNET, 3000).state_dict(), path)
 
 
+def _half_state(module: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
+    """The module's state dict in fp16 under ``prefix`` (so fp32 copies can be freed while a checkpoint is built)."""
+    return {prefix + key: value.detach().to(torch.float16) for key, value in module.state_dict().items()}
+
+
+def build_sd21_unclip_l(path: Path) -> None:
+    """Write a tiny SD2.1 unCLIP-L checkpoint: 2-level UNet, full-size SD2 text encoder and ViT-L/14 vision, TAESD.
+
+    unCLIPCheckpointLoader detects it as SD21UnclipL (SD21UNCLIP) and builds both towers from ComfyUI's own configs,
+    so they hold random weights at full size (24 layers of 1024 channels each, 658 M of the 709 M parameters).
+    """
+    setup_imports()
+    import comfy.clip_model
+    import comfy.diffusers_convert
+    import comfy.ops
+    import comfy.taesd.taesd
+
+    configs = Path(comfy.clip_model.__file__).parent
+    tensors = _half_state(random_unet(SD21_UNCLIP_L_UNET, 4000), "model.diffusion_model.")
+    text_config = json.loads((configs / "text_encoders" / "sd2_clip_config.json").read_text())
+    text = comfy.clip_model.CLIPTextModel(text_config, torch.float32, "cpu", comfy.ops.disable_weight_init)
+    _init_parameters(text, 4001)
+    # the text tower in the OpenCLIP layout of released SD2.x checkpoints, converted by ComfyUI's own saver
+    openclip = _half_state(text, "cond_stage_model.model.transformer.")
+    del text
+    tensors.update(comfy.diffusers_convert.convert_text_enc_state_dict_v20(openclip))
+    del openclip
+    vision_config = json.loads((configs / "clip_vision_config_vitl.json").read_text())
+    vision = comfy.clip_model.CLIPVisionModelProjection(
+        vision_config, torch.float32, "cpu", comfy.ops.disable_weight_init
+    )
+    _init_parameters(vision, 4002)
+    tensors.update(_half_state(vision, "embedder.model.visual."))
+    del vision
+    vae = comfy.taesd.taesd.TAESD(latent_channels=4)
+    _init_parameters(vae, 4003)
+    tensors.update(_half_state(vae, "first_stage_model."))
+    _save(tensors, path)
+
+
+def build_joint_clip(path: Path) -> None:
+    """Write a tiny joint CLIP (transformers CLIPModel keys, both towers and projections) as one file.
+
+    Widths of 64 (one 64-channel head, OpenAI's head size), 2 layers per tower, 32 px images in 8 px patches, a
+    32-d projection and the OpenAI vocabulary: JointCLIPLoader infers this configuration from the shapes alone.
+    """
+    from transformers import CLIPConfig, CLIPModel
+
+    tower = {"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 1}
+    config = CLIPConfig(
+        text_config={**tower, "vocab_size": 49408, "hidden_act": "quick_gelu"},
+        vision_config={**tower, "image_size": 32, "patch_size": 8, "hidden_act": "quick_gelu"},
+        projection_dim=32,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(5000)
+        model = CLIPModel(config)
+    _save(model.state_dict(), path)
+
+
+# A tiny MCDM UNet (8 input channels, cross-attention width 768 for the 77 text + 50 image tokens): two levels of 32 and
+# 64 channels, attention on the first level and in the middle, 4 heads.
+MCDM_UNET = {
+    **SD15_UNET,
+    "in_channels": 8,
+    "model_channels": 32,
+    "channel_mult": [1, 2],
+    "transformer_depth": [1, 0],
+    "transformer_depth_output": [1, 1, 0, 0],
+    "num_heads": 4,
+}
+
+
+def build_mcdm(path: Path) -> None:
+    """Write a tiny MCDM in Precise Edit's format: ``unet.`` (ComfyUI keys), ``adapter.`` and a JSON header.
+
+    The adapter has the release's shapes (CLIP ViT-B/32's 50×768 tokens + 4 VAE tokens from a 32×32 pooled grid →
+    50 tokens); its token mixer is eye(50, 54) plus noise so the VAE tokens matter.
+    """
+    unet = random_unet(MCDM_UNET, 6000)
+    generator = torch.Generator().manual_seed(6001)
+    adapter = {
+        "vae2clip.weight": torch.randn(768, 1024, generator=generator) / 32.0,
+        "vae2clip.bias": torch.zeros(768),
+        "linear1.weight": torch.eye(50, 54) + 0.05 * torch.randn(50, 54, generator=generator),
+        "linear1.bias": torch.zeros(50),
+    }
+    tensors = {f"unet.{key}": value for key, value in unet.state_dict().items()}
+    tensors.update({f"adapter.{key}": value for key, value in adapter.items()})
+    adapter_shapes = {"clip_tokens": 50, "latent_channels": 4, "vae_cells": 1024, "width": 768, "output_tokens": 50}
+    header = {"format_version": 1, "unet_config": MCDM_UNET, "adapter": adapter_shapes}
+    _save(tensors, path, {"precise_edit_mcdm": json.dumps(header)})
+
+
+def tiny_vit_b32(seed: int = 6002) -> torch.nn.Module:
+    """A random joint CLIP (transformers CLIPModel) whose vision tower has ViT-B/32's output shape: 50 tokens of width
+    768 (224 px, 32 px patches, one layer, 12 heads of 64); the text tower is 64 wide with one layer."""
+    from transformers import CLIPConfig, CLIPModel
+
+    text = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 1}
+    vision = {"hidden_size": 768, "intermediate_size": 256, "num_hidden_layers": 1, "num_attention_heads": 12}
+    config = CLIPConfig(
+        text_config={**text, "vocab_size": 49408, "hidden_act": "quick_gelu"},
+        vision_config={**vision, "image_size": 224, "patch_size": 32, "hidden_act": "quick_gelu"},
+        projection_dim=32,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return CLIPModel(config).eval()
+
+
+def build_clip_vit_b32(path: Path) -> None:
+    """Write ``tiny_vit_b32`` as one file JointCLIPLoader reads (configuration inferred from the shapes)."""
+    _save(tiny_vit_b32().state_dict(), path)
+
+
+def build_sam(path: Path) -> None:
+    """Write a tiny Segment Anything state dict (86 k params, 64 px input) in the official ``torch.save`` format.
+
+    segment-anything's own classes at reduced sizes (ViT width 32, depth 2, patch 8, window 4, block 1 global;
+    prompt/decoder width 32). The hypernetwork outputs are scaled by 300 and the IoU head's bias set to 0.9 so that
+    the released thresholds (predicted IoU 0.88, stability 0.95) let masks through on a random model.
+    """
+    from functools import partial
+
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(4000)
+        sam = Sam(
+            image_encoder=ImageEncoderViT(
+                depth=2,
+                embed_dim=32,
+                img_size=64,
+                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+                num_heads=2,
+                patch_size=8,
+                use_rel_pos=True,
+                global_attn_indexes=(1,),
+                window_size=4,
+                out_chans=32,
+            ),
+            prompt_encoder=PromptEncoder(
+                embed_dim=32, image_embedding_size=(8, 8), input_image_size=(64, 64), mask_in_chans=8
+            ),
+            mask_decoder=MaskDecoder(
+                transformer=TwoWayTransformer(depth=2, embedding_dim=32, mlp_dim=64, num_heads=8),
+                transformer_dim=32,
+                iou_head_hidden_dim=32,
+            ),
+        )
+    with torch.no_grad():
+        for mlp in sam.mask_decoder.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.mul_(300.0)
+        sam.mask_decoder.iou_prediction_head.layers[-1].bias.fill_(0.9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(sam.state_dict(), tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def build_magicbrush_unet(path: Path) -> None:
+    """Write a tiny UNet-only InstructPix2Pix diffusion model with its own weights (MagicBrush's stand-in)."""
+    _save(random_unet({**SD15_UNET, "in_channels": 8}, 6000).state_dict(), path)
+
+
 TINY_MODELS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "tiny-sd15.safetensors": ("checkpoints", build_sd15),
     "tiny-ip2p.safetensors": ("checkpoints", build_ip2p),
     "tiny-sdxl-unet.safetensors": ("diffusion_models", build_sdxl_unet),
+    "tiny-sd21-unclip-l.safetensors": ("checkpoints", build_sd21_unclip_l),
+    "tiny-joint-clip.safetensors": ("clip_joint", build_joint_clip),
+    "tiny-sam.pth": ("sams", build_sam),
+    "tiny-mcdm.safetensors": ("mcdm", build_mcdm),
+    "tiny-clip-vit-b32.safetensors": ("clip_joint", build_clip_vit_b32),
+    "tiny-magicbrush-unet.safetensors": ("diffusion_models", build_magicbrush_unet),
 }
 
 STAND_INS: dict[str, str] = {
     "v1-5-pruned-emaonly-fp16.safetensors": "tiny-sd15.safetensors",
     "instruct-pix2pix-00-22000.safetensors": "tiny-ip2p.safetensors",
+    "sd21-unclip-l.safetensors": "tiny-sd21-unclip-l.safetensors",
+    "clip-vit-large-patch14.safetensors": "tiny-joint-clip.safetensors",
+    "sam_vit_b_01ec64.pth": "tiny-sam.pth",
+    "mcdm-outfit.safetensors": "tiny-mcdm.safetensors",
+    "clip-vit-base-patch32.safetensors": "tiny-clip-vit-b32.safetensors",
+    "MagicBrush-epoch-52-step-4999.safetensors": "tiny-magicbrush-unet.safetensors",
+    "sam_vit_h_4b8939.pth": "tiny-sam.pth",
 }
 
 
@@ -159,11 +358,12 @@ def default_cache_dir() -> Path:
 
 
 def _cached(name: str, cache_dir: Path) -> Path:
-    stem = name.removesuffix(".safetensors")
-    path = cache_dir / f"{stem}-v{BUILDER_VERSION}.safetensors"
+    """The built file of ``name`` in ``cache_dir``, named ``<stem>-v<BUILDER_VERSION><suffix>`` (format kept)."""
+    stem, suffix = Path(name).stem, Path(name).suffix
+    path = cache_dir / f"{stem}-v{BUILDER_VERSION}{suffix}"
     if not path.is_file():
         TINY_MODELS[name][1](path)
-        for stale in cache_dir.glob(f"{stem}-v*.safetensors"):
+        for stale in cache_dir.glob(f"{stem}-v*{suffix}"):
             if stale != path:
                 stale.unlink()
     return path
