@@ -1,7 +1,8 @@
 """Cross-attention effects on a ComfyUI UNet (SD1.x/2.x, SDXL and their InstructPix2Pix variants).
 
 One ``CrossAttentionPatch`` sits in ``patches_replace["attn2"]`` for each transformer layer that needs it and runs
-an ordered list of effects: probability modifiers (token masks) and recorders (attention capture). It computes the
+an ordered list of effects: probability modifiers (token masks), cross-batch edits (a prompt's images rebuilt from
+its first image's probabilities, for prompt-to-prompt) and recorders (attention capture). It computes the
 probabilities only when an effect is active for the current step and prompt, and adds the correction
 ``(A* − A) V`` (see ``core.cross_attention``) to the ordinary attention output, which comes from ComfyUI's
 selected attention backend or from an ``attn2`` replace that was installed before ours (IP-Adapter style), so
@@ -132,6 +133,13 @@ class StepRange:
         sampling = model.get_model_object("model_sampling")
         return cls(sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent))
 
+    @classmethod
+    def from_steps(cls, sampling_sigmas: torch.Tensor, steps: range) -> "StepRange":
+        """Active at the sampling steps ``steps`` (step i evaluates the model at ``sampling_sigmas[i]``)."""
+        if not steps:
+            raise ValueError("an empty range of steps has no sigma range")
+        return cls(float(sampling_sigmas[steps[0]]), float(sampling_sigmas[steps[-1]]))
+
     def contains(self, sigma: float) -> bool:
         return self.sigma_end <= sigma <= self.sigma_start
 
@@ -215,7 +223,33 @@ class AttentionCapture:
         return self
 
 
-Effect = TokenMask | AttentionCapture
+@dataclass(frozen=True, eq=False)
+class PromptBatchEdit:
+    """Rebuild the probabilities of a targeted prompt's images from those of its first image.
+
+    ``edit`` maps ``[images, H, Tq, Tk]`` (the images of one targeted batch chunk, in batch order) to the edited
+    probabilities of the same shape; prompt-to-prompt puts the source first and the targets after it.
+    """
+
+    edit: Callable[[torch.Tensor], torch.Tensor]
+    steps: StepRange
+    target: PromptTarget
+
+    def __deepcopy__(self, memo: dict) -> "PromptBatchEdit":
+        return self
+
+
+Effect = TokenMask | AttentionCapture | PromptBatchEdit
+
+
+def call_layout(extra_options: dict) -> tuple[CallInfo, tuple[CondInfo | None, ...], int]:
+    """The call's sigma and conds, each batch chunk's cond, and the number of images per chunk."""
+    call: CallInfo | None = extra_options.get(CALL_KEY)
+    if call is None:
+        call = CallInfo(float(extra_options["sigmas"].max()), None)
+    chunk_count = len(extra_options["cond_or_uncond"])
+    chunks = call.chunks if call.chunks is not None else (None,) * chunk_count
+    return call, chunks, chunk_count
 
 
 class CrossAttentionPatch:
@@ -259,24 +293,20 @@ class CrossAttentionPatch:
         return self._indices[key]
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
-        call: CallInfo | None = extra_options.get(CALL_KEY)
-        if call is None:
-            call = CallInfo(float(extra_options["sigmas"].max()), None)
-        chunk_count = len(extra_options["cond_or_uncond"])
-        chunks = call.chunks if call.chunks is not None else (None,) * chunk_count
+        call, chunks, chunk_count = call_layout(extra_options)
         images = q.shape[0] // chunk_count
 
-        active: list[tuple[Effect, frozenset[int]]] = []
+        active: list[tuple[Effect, tuple[int, ...], frozenset[int]]] = []
         for effect in self.effects:
             if effect.steps.contains(call.sigma):
-                hit = [c for c, cond in enumerate(chunks) if effect.target.matches(cond)]
+                hit = tuple(c for c, cond in enumerate(chunks) if effect.target.matches(cond))
                 if hit:
-                    active.append((effect, frozenset(c * images + i for c in hit for i in range(images))))
+                    active.append((effect, hit, frozenset(c * images + i for c in hit for i in range(images))))
         out = self.base_attention(q, k, v, extra_options)
         if not active:
             return out
 
-        rows = tuple(sorted(set().union(*(effect_rows for _, effect_rows in active))))
+        rows = tuple(sorted(set().union(*(effect_rows for _, _, effect_rows in active))))
         row_index = self.index(rows, q.device)
         grid = (int(extra_options["activations_shape"][-2]), int(extra_options["activations_shape"][-1]))
         probs = attention_probabilities(
@@ -285,13 +315,18 @@ class CrossAttentionPatch:
         keys = probs.shape[-1]
         edited = probs
         changed: set[int] | None = set()
-        for effect, effect_rows in active:
+        for effect, hit, effect_rows in active:
             selected = tuple(row in effect_rows for row in rows)
             if isinstance(effect, TokenMask):
                 columns = effect.columns(keys)
                 row_masks = effect.row_masks(grid, tuple(row % images for row in rows), selected, images, q.device)
                 edited = effect.apply(edited, row_masks, self.index(columns, q.device))
                 changed = None if changed is None or effect.renormalize else changed | set(columns)
+            elif isinstance(effect, PromptBatchEdit):
+                for chunk in hit:
+                    chunk_rows = self.index(tuple(rows.index(chunk * images + i) for i in range(images)), q.device)
+                    edited = edited.index_copy(0, chunk_rows, effect.edit(edited.index_select(0, chunk_rows)))
+                changed = None
             else:
                 chosen = tuple(i for i, is_selected in enumerate(selected) if is_selected)
                 effect.record(self.layer, edited.index_select(0, self.index(chosen, q.device)), grid)
@@ -331,6 +366,13 @@ def _resolve_call(executor: Callable, x, t, c_concat, c_crossattn, control, tran
     return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 
 
+def ensure_call_wrappers(patched: ModelPatcher) -> None:
+    """Install (once) the wrappers that tell attention patches the current sigma and each chunk's cond."""
+    if not patched.get_wrappers(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY):
+        patched.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, _index_guider_conds)
+        patched.add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, _resolve_call)
+
+
 def add_cross_attention_effect(
     model: ModelPatcher, effect: Effect, layers: Sequence[CrossAttentionLayer]
 ) -> ModelPatcher:
@@ -344,7 +386,5 @@ def add_cross_attention_effect(
         else:
             patch = CrossAttentionPatch(layer, (effect,), current)
         patched.set_model_attn2_replace(patch, *layer.key)
-    if not patched.get_wrappers(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY):
-        patched.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, _index_guider_conds)
-        patched.add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, _resolve_call)
+    ensure_call_wrappers(patched)
     return patched
