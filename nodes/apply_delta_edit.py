@@ -69,7 +69,8 @@ class ApplyDeltaEdit(io.ComfyNode):
                 "Moves an image's CLIP vision embedding along a text (or image) direction: the Delta Mapper turns "
                 "the DeltaSpace direction into a change Δs of the conditioning embedding, channels whose relevance "
                 "to the direction is below the threshold are zeroed, and s + strength · Δs is returned as a "
-                "CLIP_VISION_OUTPUT for unCLIP Conditioning or IP-Adapter nodes that take embeddings."
+                "CLIP_VISION_OUTPUT for unCLIP Conditioning (or SVD / Stable Zero123 conditioning, which also read "
+                "image_embeds)."
             ),
             inputs=[
                 DeltaDirectionType.Input("delta", tooltip="From CLIP Delta Direction, with the same joint CLIP."),

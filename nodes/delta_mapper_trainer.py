@@ -72,8 +72,8 @@ class DeltaMapperTrainer(io.ComfyNode):
                 JointClip.Input("joint_clip", tooltip="The DeltaSpace CLIP (both towers); use it again at inference."),
                 io.ClipVision.Input(
                     "clip_vision",
-                    tooltip="The CLIP vision model whose image_embeds condition your generator (unCLIP, IP-Adapter): "
-                    "the space the mapper edits.",
+                    tooltip="The CLIP vision model whose image_embeds condition your generator (e.g. the unCLIP "
+                    "checkpoint's CLIP_VISION): the space the mapper edits.",
                 ),
                 io.String.Input(
                     "folder",

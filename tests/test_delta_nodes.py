@@ -24,6 +24,7 @@ def delta(comfy, tmp_path_factory):
     import folder_paths
 
     folders = {name: str(comfy.models_dir / name) for name in ("clip_joint", "delta_mappers")}
+    added = {name: path for name, path in folders.items() if path not in folder_paths.get_folder_paths(name)}
     for name, path in folders.items():
         Path(path).mkdir(parents=True, exist_ok=True)
         folder_paths.add_model_folder_path(name, path, is_default=True)
@@ -33,8 +34,9 @@ def delta(comfy, tmp_path_factory):
     clip_vision = tiny_clip_vision(model, work)
     write_images(work / "train", 6)
     yield SimpleNamespace(models=comfy.models_dir, work=work, clip_vision=clip_vision)
-    # the server fixture reads other folders: leave the in-process lists as they were for tests comparing the two
-    for name, path in folders.items():
+    # leave the in-process lists as they were (the harness may register these folders itself) for tests comparing
+    # them with the server's
+    for name, path in added.items():
         folder_paths.folder_names_and_paths[name][0].remove(path)
         folder_paths.filename_list_cache.pop(name, None)
 
@@ -108,11 +110,18 @@ def test_the_direction_node_computes_the_templated_text_delta_of_the_loaded_clip
 
 @pytest.mark.parametrize(
     ("source", "target", "message"),
-    [("face", "face", "identical"), ("", "face with smile", "source text is empty")],
+    [
+        ("face", "face", "identical"),
+        ("", "face with smile", "source text is empty"),
+        ("face", " ", "target text is empty"),
+        # CLIP's tokenizer lower-cases: two different strings, one embedding, Δt = 0
+        ("Face", "face", "direction from 'Face' to 'face' is zero"),
+    ],
 )
 def test_identical_or_empty_texts_fail_the_node_with_a_clear_message(delta, run_graph, source, target, message):
-    with pytest.raises(PromptFailed, match=message):
+    with pytest.raises(PromptFailed, match=message) as error:
         run_graph(direction_prompt(source, target), outputs=["2"])
+    assert "nan" not in str(error.value).lower()
 
 
 def test_image_mode_averages_each_batch_and_needs_both_images(delta):
@@ -297,9 +306,15 @@ def test_the_edited_output_conditions_the_stock_unclip_path(delta, trained, smil
 
 
 def test_a_mapper_is_refused_with_another_joint_clip_or_a_direction_of_another_clip(delta, trained, smile):
+    from precise_edit.core.clip_delta import text_direction
+
     other = load_joint(OTHER_JOINT)
     with pytest.raises(ValueError, match="not the one this Delta Mapper was trained with"):
         apply(delta, trained, smile, joint_clip=other)
+    with torch.inference_mode():
+        foreign = text_direction(other.encode_texts, "face", "face with smile", True, other.fingerprint)
+    with pytest.raises(ValueError, match="delta was computed with another joint CLIP than the one the Delta Mapper"):
+        apply(delta, trained, foreign)
     wide = type(smile)(torch.ones(24) / 24, torch.ones(24) / 24**0.5, "a", "b", "text", "elsewhere")
     with pytest.raises(ValueError, match="24-d direction but the Delta Mapper was trained with a 16-d joint CLIP"):
         apply(delta, trained, wide)
