@@ -1,0 +1,268 @@
+"""PreciseEdit_IdentityTokenTrainer: S2Edit identity fine-tuning, saved as an embedding and a LoRA."""
+
+import comfy.sd
+import comfy.utils
+import numpy as np
+import torch
+from comfy_api.latest import io
+
+from .delta_mapper_trainer import PREVIEW_SIZE, PREVIEWS, loss_curve
+from .embedding_file import LORAS, check_name, free_stem, save_embedding, save_folder
+from .identity import Identity, IdentityToken
+from .identity_training import (
+    SemanticControl,
+    SpatialControl,
+    StepReport,
+    Subject,
+    TrainingSettings,
+    train_identity,
+)
+from .lora_file import save_safetensors
+from .mask_input import spatial_mask_batch
+from .socket_types import IdentityType, SemanticControlType, SpatialControlType
+
+IDENTITY = "[I]"
+ATTRIBUTE = "[A]"
+
+
+def encode_images(vae, image: torch.Tensor, name: str) -> torch.Tensor:
+    if image.dim() != 4 or image.shape[-1] < 3:
+        raise ValueError(f"{name}: expected an IMAGE batch [B, H, W, 3], got shape {tuple(image.shape)}")
+    return vae.encode(image[..., :3]).clone()
+
+
+def subject_mask(mask: torch.Tensor | None, image: torch.Tensor, name: str) -> torch.Tensor | None:
+    """One ``[1, H, W]`` mask at the image's size, or None."""
+    if mask is None:
+        return None
+    mask = spatial_mask_batch(mask, name)
+    if mask.shape[0] != 1:
+        raise ValueError(f"{name}: give one object mask for the subject, got a batch of {mask.shape[0]}")
+    if tuple(mask.shape[-2:]) != tuple(image.shape[1:3]):
+        raise ValueError(
+            f"{name}: the mask is {mask.shape[-1]}×{mask.shape[-2]} but the image is {image.shape[2]}×"
+            f"{image.shape[1]} (width × height); give the mask at the image's size"
+        )
+    return mask.clone()
+
+
+def make_subject(
+    vae, image: torch.Tensor, prompt: str, noun: str, mask, placeholder: str, embedding_name: str, label: str
+) -> Subject:
+    if placeholder not in prompt:
+        raise ValueError(
+            f"{label}prompt: it must contain the placeholder {placeholder}, e.g. 'a photo of a "
+            f"{placeholder} lady with glasses'; got {prompt!r}"
+        )
+    if not noun.strip():
+        raise ValueError(f"{label}subject: give the noun of the prompt that names the subject (e.g. 'lady')")
+    checked = subject_mask(mask, image, f"{label}mask")
+    return Subject(
+        placeholder,
+        embedding_name,
+        prompt,
+        noun.strip(),
+        encode_images(vae, image, f"{label}image"),
+        (int(image.shape[1]), int(image.shape[2])),
+        checked,
+    )
+
+
+def learning_rate_input(name: str, default: float, what: str) -> io.Float.Input:
+    return io.Float.Input(name, default=default, min=0.0, max=1.0, step=1e-6, tooltip=f"Adam learning rate of {what}.")
+
+
+def curve_image(losses: list[float], steps: int) -> torch.Tensor:
+    picture = loss_curve(losses, steps) if losses else loss_curve([0.0], 1)
+    return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None]
+
+
+class IdentityTokenTrainer(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PreciseEdit_IdentityTokenTrainer",
+            display_name="Identity Token Trainer (S2Edit)",
+            category="Precise Edit/S2Edit",
+            description=(
+                "S2Edit identity fine-tuning on one image (or a few): learns the placeholder token [I] of an "
+                "enhanced prompt ('a photo of a [I] lady with glasses') together with a LoRA of the UNet (and "
+                "optionally the text encoder) with the diffusion reconstruction loss, plus the semantic "
+                "(Orthogonality Loss) and spatial (Spatial Control) terms when connected. Saves "
+                "models/embeddings/<name>.safetensors (use embedding:<name> in any prompt) and "
+                "models/loras/<name>.safetensors (stock Load LoRA). A reference image with an [A] prompt learns an "
+                "attribute token jointly, for compositional editing."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="SD1.x, SD2.x-base or SDXL (ε-prediction) model to fine-tune."),
+                io.Clip.Input("clip", tooltip="The CLIP of the same checkpoint; its embedding folder gets the token."),
+                io.Vae.Input("vae", tooltip="Encodes the training image(s) to latents."),
+                io.Image.Input("image", tooltip="The source image; a batch of views of the same subject is allowed."),
+                io.String.Input(
+                    "prompt",
+                    default="a photo of a [I] lady with glasses",
+                    multiline=True,
+                    tooltip="The source prompt with the placeholder [I] where the identity goes.",
+                ),
+                io.String.Input(
+                    "subject",
+                    default="lady",
+                    tooltip="The noun of the prompt naming the subject: initialises [I] and gives the automatic mask.",
+                ),
+                io.Int.Input("steps", default=400, min=1, max=100_000, tooltip="Optimiser steps."),
+                learning_rate_input("token_learning_rate", 5e-4, "the placeholder embedding(s)"),
+                learning_rate_input("unet_learning_rate", 1e-4, "the UNet LoRA (attention projections)"),
+                learning_rate_input("text_encoder_learning_rate", 5e-5, "the text-encoder LoRA (when trained)"),
+                io.Int.Input("rank", default=4, min=1, max=256, tooltip="LoRA rank r (alpha = r, scale 1)."),
+                io.Boolean.Input(
+                    "train_text_encoder",
+                    default=True,
+                    tooltip="Also fine-tune the text encoder (LoRA on its attention), as S2Edit does.",
+                ),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="Timesteps, noise, LoRA init."),
+                io.String.Input(
+                    "name",
+                    default="pe_identity",
+                    tooltip="File stem: <name>_NNNNN.safetensors in models/embeddings and models/loras.",
+                ),
+                io.Mask.Input(
+                    "mask",
+                    optional=True,
+                    tooltip="Object mask M_obj at image size for spatial control; empty: the subject noun's attention.",
+                ),
+                SemanticControlType.Input(
+                    "semantic_control", optional=True, tooltip="From Orthogonality Loss: adds λ|cos(e_P, e_[I])|."
+                ),
+                SpatialControlType.Input(
+                    "spatial_control", optional=True, tooltip="From Spatial Control: masks [I]'s cross-attention."
+                ),
+                io.Image.Input(
+                    "reference_image", optional=True, tooltip="Compositional editing: the image of the attribute."
+                ),
+                io.String.Input(
+                    "reference_prompt",
+                    default="a photo of a lady with [A] makeup",
+                    multiline=True,
+                    optional=True,
+                    tooltip="Prompt of the reference image with the attribute placeholder [A].",
+                ),
+                io.String.Input(
+                    "reference_subject",
+                    default="makeup",
+                    optional=True,
+                    tooltip="Noun of the reference prompt naming the attribute's region (initialises [A]).",
+                ),
+                io.Mask.Input(
+                    "reference_mask", optional=True, tooltip="Mask of the attribute region in the reference image."
+                ),
+            ],
+            outputs=[
+                io.Model.Output(display_name="MODEL", tooltip="The model with the learned LoRA applied."),
+                io.Clip.Output(
+                    display_name="CLIP", tooltip="The CLIP with the text-encoder LoRA; embedding:<name> works."
+                ),
+                IdentityType.Output(
+                    display_name="IDENTITY", tooltip="Tokens, masks, prompts and files, for S2Edit editing."
+                ),
+                io.Image.Output(display_name="LOSS_CURVE", tooltip="The training loss per step (log scale)."),
+            ],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        model,
+        clip,
+        vae,
+        image: torch.Tensor,
+        prompt: str,
+        subject: str,
+        steps: int,
+        token_learning_rate: float,
+        unet_learning_rate: float,
+        text_encoder_learning_rate: float,
+        rank: int,
+        train_text_encoder: bool,
+        seed: int,
+        name: str,
+        mask: torch.Tensor | None = None,
+        semantic_control: SemanticControl | None = None,
+        spatial_control: SpatialControl | None = None,
+        reference_image: torch.Tensor | None = None,
+        reference_prompt: str = "",
+        reference_subject: str = "",
+        reference_mask: torch.Tensor | None = None,
+    ) -> io.NodeOutput:
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        stem = free_stem(check_name(name))
+        if mask is None and spatial_control is not None:
+            mask = spatial_control.mask
+        subjects = [make_subject(vae, image, prompt, subject, mask, IDENTITY, stem, "")]
+        if reference_image is not None:
+            subjects.append(
+                make_subject(
+                    vae,
+                    reference_image,
+                    reference_prompt,
+                    reference_subject,
+                    reference_mask,
+                    ATTRIBUTE,
+                    f"{stem}_A",
+                    "reference_",
+                )
+            )
+        elif reference_mask is not None:
+            raise ValueError("reference_mask: connect reference_image too (compositional editing needs both)")
+        settings = TrainingSettings(
+            steps, token_learning_rate, unet_learning_rate, text_encoder_learning_rate, rank, train_text_encoder, seed
+        )
+        progress = comfy.utils.ProgressBar(steps)
+        losses: list[float] = []
+        preview_every = max(1, steps // PREVIEWS)
+
+        def on_step(report: StepReport) -> None:
+            losses.append(report.loss)
+            preview = None
+            if report.step % preview_every == 0 or report.step == steps:
+                preview = ("JPEG", loss_curve(losses, steps), max(PREVIEW_SIZE))
+            progress.update_absolute(report.step, steps, preview)
+
+        with torch.inference_mode(False), torch.enable_grad():
+            result = train_identity(model, clip, subjects, settings, semantic_control, spatial_control, on_step)
+
+        last = result.reports[-1]
+        metadata = {
+            "method": "S2Edit identity fine-tuning (Precise Edit)",
+            "prompts": " | ".join(s.prompt for s in subjects),
+            "subjects": " | ".join(s.noun for s in subjects),
+            "steps": str(steps),
+            "token_learning_rate": str(token_learning_rate),
+            "unet_learning_rate": str(unet_learning_rate),
+            "text_encoder_learning_rate": str(text_encoder_learning_rate if train_text_encoder else 0.0),
+            "rank": str(rank),
+            "seed": str(seed),
+            "semantic_weight": str(semantic_control.weight if semantic_control else 0.0),
+            "semantic_vectors": semantic_control.vectors if semantic_control else "",
+            "spatial_control": "on" if spatial_control else "off",
+            "final_loss": f"{last.loss:.6g}",
+            "final_reconstruction": f"{last.reconstruction:.6g}",
+            **{f"final_cosine_{p}": f"{c:.6g}" for p, c in last.cosines.items()},
+        }
+        for s in subjects:
+            save_embedding(result.vectors[s.embedding_name], s.embedding_name, metadata)
+        save_safetensors(result.lora, save_folder(LORAS) / f"{stem}.safetensors", metadata)
+        tokens = tuple(
+            IdentityToken(
+                s.placeholder,
+                s.embedding_name,
+                result.vectors[s.embedding_name],
+                result.masks[s.placeholder] if spatial_control is not None else s.mask,
+                s.prompt,
+                s.noun,
+            )
+            for s in subjects
+        )
+        identity = Identity(tokens, prompt, f"{stem}.safetensors", result.lora, metadata)
+        trained_model, trained_clip = comfy.sd.load_lora_for_models(model, clip, result.lora, 1.0, 1.0)
+        return io.NodeOutput(trained_model, trained_clip, identity, curve_image(losses, steps))
