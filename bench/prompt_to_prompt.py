@@ -1,0 +1,152 @@
+"""Cost of Prompt-to-Prompt Edit against the plain guided replay (Inversion Reconstruct) and stock sampling.
+
+On a random-weight SD1.5 UNet with random text embeddings, from one plain-DDIM inversion of a random latent:
+- stock: one KSampler-style pass (euler, normal schedule, the same guidance and number of steps), one image;
+- reconstruct: Inversion Reconstruct (guided DDIM replay of the source prompt), one image;
+- two prompts: the edit's replay of [source, target] with no attention control (what batching alone costs);
+- p2p: replacement of one token in every cross-attention layer (first 80 % of the steps) and self-attention
+  replacement (first 50 %), the prompt-to-prompt notebook's settings;
+- p2p+blend+weight: the same plus local blending and a re-weighted word.
+Runs are interleaved round by round; the script prints median wall (and, on the CPU, process CPU) times and
+their ratios to stock and to reconstruct. An edit samples two images, so twice the reconstruct time is the
+floor that batching sets; the rest is attention control.
+
+    .venv/bin/python bench/prompt_to_prompt.py --threads 1                        # tiny SD1.5 UNet, CPU
+    .venv/bin/python bench/prompt_to_prompt.py --size full --device cuda          # full-size SD1.5 UNet, 512²
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+
+from bench.attention_overhead import load_unet  # noqa: E402
+from harness.comfy_env import setup_imports  # noqa: E402
+
+SIZES = {"tiny": {"image": 128, "steps": 10}, "full": {"image": 512, "steps": 50}}
+SWAPPED, WEIGHTED, BLENDED = 5, 6, (5,)
+
+
+def plans(steps: int, source: torch.Tensor, target: torch.Tensor) -> dict:
+    """Edit plans on random embeddings: token SWAPPED of the target replaces the source's (no CLIP needed)."""
+    from precise_edit.core.local_blend import blend_start_step
+    from precise_edit.core.prompt_to_prompt import CrossAttentionEdit, cross_replace_steps, equalizer
+    from precise_edit.core.prompt_to_prompt import self_replace_steps as self_steps
+    from precise_edit.nodes.cross_attention_patch import PromptTarget
+    from precise_edit.nodes.prompt_to_prompt_edit import EditPlan, LocalBlendPlan
+    from precise_edit.nodes.word_attention_inputs import tag_conditioning
+
+    conditioning = tag_conditioning([[torch.cat([source, target]), {}]], "bench")
+    common = dict(conditioning=conditioning, target=PromptTarget(tag="bench"), controller="replace", context_length=77)
+    identity = CrossAttentionEdit(torch.eye(77))
+    blend = LocalBlendPlan(BLENDED, BLENDED, 0.3, blend_start_step(steps))
+    weighted = CrossAttentionEdit(torch.eye(77), weights=equalizer(77, {WEIGHTED: 2.0}))
+    return {
+        "two prompts": EditPlan(
+            **common, edit=identity, cross_steps=range(0), self_steps=range(0), blend=None, identity_masks=()
+        ),
+        "p2p": EditPlan(
+            **common,
+            edit=identity,
+            cross_steps=cross_replace_steps(steps, 0.8),
+            self_steps=self_steps(steps, 0.5),
+            blend=None,
+            identity_masks=(),
+        ),
+        "p2p+blend+weight": EditPlan(
+            **common,
+            edit=weighted,
+            cross_steps=cross_replace_steps(steps, 0.8),
+            self_steps=self_steps(steps, 0.5),
+            blend=blend,
+            identity_masks=(),
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=list(SIZES), default="tiny")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--steps", type=int, default=0, help="DDIM steps (0: 10 tiny, 50 full)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    setup_imports(cpu=args.device == "cpu")
+    import comfy.model_management
+    import comfy.sample
+
+    from precise_edit.nodes.inversion import PLAIN_DDIM, invert, reconstruct
+    from precise_edit.nodes.prompt_to_prompt_edit import patch_model, sample_edit
+
+    image = SIZES[args.size]["image"]
+    steps = args.steps or SIZES[args.size]["steps"]
+    guidance = 7.5
+    model = load_unet(args.size)
+    g = torch.Generator().manual_seed(0)
+    source_prompt = torch.randn(1, 77, 768, generator=g)
+    target_prompt = source_prompt.clone()
+    target_prompt[:, SWAPPED] = torch.randn(768, generator=g)
+    positive = [[source_prompt, {}]]
+    negative = [[torch.randn(1, 77, 768, generator=g), {}]]
+    latent = torch.randn(1, 4, image // 8, image // 8, generator=g) / model.model.latent_format.scale_factor
+    noise = comfy.sample.prepare_noise(latent, 0)
+
+    with torch.inference_mode():
+        inversion = invert(model, positive, negative, latent, steps, guidance, 0, 0.0, PLAIN_DDIM)
+        patched = {
+            name: patch_model(model, plan, inversion) + (plan,)
+            for name, plan in plans(steps, source_prompt, target_prompt).items()
+        }
+
+        def stock() -> None:
+            comfy.sample.sample(
+                model, noise, steps, guidance, "euler", "normal", positive, negative, latent * 0, disable_pbar=True
+            )
+
+        runs = {"stock": stock, "reconstruct": lambda: reconstruct(model, inversion, positive)}
+        for name, (variant, store, plan) in patched.items():
+            runs[name] = lambda variant=variant, store=store, plan=plan: sample_edit(variant, store, plan, inversion)
+
+        def timed(run) -> tuple[float, float]:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            run()
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            return time.perf_counter() - start, time.process_time() - start_cpu
+
+        for run in runs.values():
+            run()
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+        names = list(runs)
+        for round_index in range(args.repeats):
+            for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
+                times[name].append(timed(runs[name]))
+
+    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(
+        f"{args.size} SD1.5 UNet, {image}×{image} px, {steps} steps, guidance {guidance}, {device}, "
+        f"{args.repeats} rounds"
+    )
+    for clock, label in ((0, "wall"), (1, "cpu")):
+        if clock == 1 and args.device == "cuda":
+            break
+        medians = {name: statistics.median(t[clock] for t in values) for name, values in times.items()}
+        for name, median in medians.items():
+            print(
+                f"{label:4} {name:17} median {median * 1000:9.1f} ms   ratio to stock {median / medians['stock']:.3f}"
+                f"   to reconstruct {median / medians['reconstruct']:.3f}"
+            )
+    comfy.model_management.unload_all_models()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

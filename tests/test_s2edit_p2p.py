@@ -1,0 +1,275 @@
+"""Prompt-to-Prompt Edit on the tiny SD1.5 model inside ComfyUI: identical prompts reproduce the reconstruction,
+the controllers change exactly the attention they should (maps read back per step), self-attention replacement
+and local blending act where and when they should, identity masks hold, the model is left as it was, and bad
+inputs give clear errors."""
+
+import pytest
+import torch
+from attention_helpers import LATENT_HW, PROMPT, encode, sample
+
+STEPS, INNER, GUIDANCE = 3, 2, 7.5
+NULL_PROMPT = "a photo of a cat wearing a blue hat"
+DOG = "a photo of a dog wearing a red hat"
+EDIT_DEFAULTS = dict(
+    controller="auto",
+    cross_replace=0.5,
+    self_replace=0.5,
+    word_weights="",
+    blend_words="",
+    blend_threshold=0.3,
+    output="source and edit",
+)
+
+
+def source_latent() -> torch.Tensor:
+    return torch.randn(1, 4, *LATENT_HW, generator=torch.Generator().manual_seed(7)) / 0.18215
+
+
+@pytest.fixture(scope="module")
+def inversions(sd15):
+    """Null-text and plain DDIM inversions of one source, and a stock sample taken before any edit ran."""
+    from precise_edit.nodes.inversion import NULL_TEXT, PLAIN_DDIM, invert
+
+    positive, negative = encode(sd15.clip, PROMPT), encode(sd15.clip, NULL_PROMPT)
+    stock = {"options": repr(sd15.model.model_options), "sample": sample(sd15.model, positive, negative, steps=1)}
+    with torch.inference_mode():
+        results = {
+            mode: invert(sd15.model, positive, negative, source_latent(), STEPS, GUIDANCE, INNER, 1e-5, mode)
+            for mode in (NULL_TEXT, PLAIN_DDIM)
+        }
+    return {**results, "stock": stock}
+
+
+@pytest.fixture(scope="module")
+def plain(inversions):
+    return inversions["plain DDIM (fast)"]
+
+
+def run_edit(sd15, inversion, target: str = DOG, source: str = PROMPT, model=None, **options):
+    from precise_edit.nodes.prompt_to_prompt import PromptToPromptEdit
+
+    settings = {**EDIT_DEFAULTS, **options}
+    with torch.inference_mode():
+        return PromptToPromptEdit.execute(model or sd15.model, sd15.clip, inversion, source, target, **settings).result
+
+
+def make_plan(sd15, inversion, target: str = DOG, source: str = PROMPT, identity=None, **options):
+    from precise_edit.nodes.prompt_to_prompt_edit import plan_edit
+
+    settings = {**EDIT_DEFAULTS, **options}
+    settings.pop("output")
+    steps = inversion.schedule.steps
+    return plan_edit(sd15.clip, source, target, steps, identity=identity, **settings)
+
+
+def edit_with_step_maps(sd15, inversion, plan, before_edit: bool = False):
+    """Replay ``plan`` with one capture per step on every layer, after the edits (and, if asked, before them)."""
+    from precise_edit.core.attention_store import AttentionStore
+    from precise_edit.nodes.cross_attention_patch import (
+        AttentionCapture,
+        StepRange,
+        add_cross_attention_effect,
+        cross_attention_layers,
+    )
+    from precise_edit.nodes.prompt_to_prompt_edit import patch_model, sample_edit
+
+    layers = cross_attention_layers(sd15.model)
+    sigmas = inversion.schedule.sampling_sigmas()
+
+    def with_captures(model):
+        stores = []
+        for step in range(inversion.schedule.steps):
+            stores.append(AttentionStore())
+            steps = StepRange.from_steps(sigmas, range(step, step + 1))
+            capture = AttentionCapture(stores[-1], plan.context_length, None, steps, plan.target)
+            model = add_cross_attention_effect(model, capture, layers)
+        return model, stores
+
+    base, before = with_captures(sd15.model) if before_edit else (sd15.model, None)
+    patched, blend_store = patch_model(base, plan, inversion)
+    patched, after = with_captures(patched)
+    with torch.inference_mode():
+        samples, mask = sample_edit(patched, blend_store, plan, inversion)
+    return samples, mask, before, after
+
+
+def test_identical_prompts_give_the_reconstruction(sd15, inversions):
+    from precise_edit.nodes.inversion import reconstruct
+
+    inversion = inversions["null-text (optimised)"]
+    with torch.inference_mode():
+        reconstruction = reconstruct(sd15.model, inversion, encode(sd15.clip, PROMPT))
+    latent, mask = run_edit(sd15, inversion, PROMPT, cross_replace=0.8, self_replace=0.5, word_weights="")
+    samples = latent["samples"]
+    assert samples.shape == (2, 4, *LATENT_HW) and torch.equal(mask, torch.ones(1, 8 * LATENT_HW[0], 8 * LATENT_HW[1]))
+    scale = float(reconstruction.abs().max())
+    # Batch [source, target] against the batch of one of the reconstruction: the UNet's float32 rounding differs by
+    # batch size, and guidance 7.5 amplifies it over the steps.
+    print(f"edit vs reconstruction: max |Δ| {float((samples - reconstruction).abs().max()) / scale:.2e} of max |x|")
+    torch.testing.assert_close(samples[:1], reconstruction, atol=1e-4 * scale, rtol=0)
+    torch.testing.assert_close(samples[1:], samples[:1], atol=1e-6 * scale, rtol=0)
+
+
+def test_replace_and_reweight_take_the_source_maps_inside_the_window_only(sd15, plain):
+    plan = make_plan(sd15, plain, word_weights="hat:2.0, red:0.5", cross_replace=0.3, self_replace=0.0)
+    assert plan.controller == "replace" and list(plan.cross_steps) == [0]
+    samples, _, _, stores = edit_with_step_maps(sd15, plain, plan)
+    red, hat = 8, 9
+    others = [t for t in range(77) if t not in (red, hat)]
+    for step, store in enumerate(stores):
+        for name, entry in store.layers.items():
+            assert entry.count == 1, name
+            source, target = entry.mean[0], entry.mean[1]
+            if step in plan.cross_steps:
+                # cat → dog: every target column is the source's column of the same position, hat and red re-weighted.
+                assert torch.equal(target[:, others], source[:, others]), (step, name)
+                torch.testing.assert_close(target[:, hat], 2.0 * source[:, hat], atol=0, rtol=1e-6)
+                torch.testing.assert_close(target[:, red], 0.5 * source[:, red], atol=0, rtol=1e-6)
+            else:
+                assert (target - source).abs().max() > 1e-6, (step, name)
+                torch.testing.assert_close(target.sum(-1), torch.ones_like(target[:, 0]), atol=1e-5, rtol=0)
+    assert (samples[1] - samples[0]).abs().max() > 1e-3
+
+
+def test_refine_keeps_the_aligned_tokens_and_the_new_word_own_attention(sd15, plain):
+    target_text = "a photo of a silver cat wearing a red hat"
+    plan = make_plan(sd15, plain, target_text, cross_replace=0.3, self_replace=0.0)
+    assert plan.controller == "refine" and list(plan.cross_steps) == [0]
+    _, _, before, after = edit_with_step_maps(sd15, plain, plan, before_edit=True)
+    silver = 5
+    # Source 0..10 = <start> a photo of a cat wearing a red hat <end>; the target has silver at 5.
+    aligned_target = [t for t in range(77) if t != silver]
+    aligned_source = [t if t < silver else t - 1 for t in aligned_target]
+    for step in plan.cross_steps:
+        for name, entry in after[step].layers.items():
+            source, target = entry.mean[0], entry.mean[1]
+            assert torch.equal(target[:, aligned_target[:11]], source[:, aligned_source[:11]]), name
+            assert torch.equal(target[:, silver], before[step].layers[name].mean[1][:, silver]), name
+    for name, entry in after[len(plan.cross_steps)].layers.items():
+        assert torch.equal(entry.mean[1], before[len(plan.cross_steps)].layers[name].mean[1]), name
+
+
+class SelfAttentionSpy:
+    """Wraps an installed self-attention replace and records, per call, how far its rows are from plain attention."""
+
+    def __init__(self, patch, calls: list) -> None:
+        self.patch, self.calls = patch, calls
+
+    def __call__(self, q, k, v, extra_options):
+        from comfy.ldm.modules.attention import optimized_attention
+
+        from precise_edit.nodes.cross_attention_patch import call_layout
+
+        out = self.patch(q, k, v, extra_options)
+        plain = optimized_attention(q, k, v, extra_options["n_heads"])
+        call, chunks, chunk_count = call_layout(extra_options)
+        images = q.shape[0] // chunk_count
+        per_row = (out - plain).abs().flatten(1).amax(1)
+        for chunk, cond in enumerate(chunks):
+            role = "edited" if self.patch.target.matches(cond) else "other"
+            for image in range(images):
+                row = "target" if role == "edited" and image > 0 else "source" if role == "edited" else "other"
+                self.calls.append((self.patch.layer.key, call.sigma, row, float(per_row[chunk * images + image])))
+        return out
+
+
+def test_self_attention_is_replaced_only_in_the_coarse_layers_and_chosen_steps(sd15, plain):
+    from precise_edit.nodes.prompt_to_prompt_edit import patch_model, sample_edit
+    from precise_edit.nodes.self_attention_patch import SelfAttentionReplace
+
+    plan = make_plan(sd15, plain, cross_replace=0.0, self_replace=0.7)
+    assert not plan.cross_steps and list(plan.self_steps) == [0, 1]
+    patched, store = patch_model(sd15.model, plan, plain)
+    replaces = patched.model_options["transformer_options"]["patches_replace"]["attn1"]
+    assert sorted(replaces) == [("input", 3, 0), ("middle", 0, 0), ("output", 0, 0), ("output", 1, 0)]
+    calls: list = []
+    for key, patch in replaces.items():
+        assert isinstance(patch, SelfAttentionReplace)
+        patched.set_model_attn1_replace(SelfAttentionSpy(patch, calls), *key)
+    with torch.inference_mode():
+        samples, _ = sample_edit(patched, store, plan, plain)
+    sigmas = [float(s) for s in plain.schedule.sampling_sigmas()[:STEPS]]
+    for key in replaces:
+        for step, sigma in enumerate(sigmas):
+            rows = {row: diff for layer, s, row, diff in calls if layer == key and s == sigma}
+            assert rows["source"] <= 1e-5 and rows["other"] <= 1e-5, (key, step)
+            assert (rows["target"] > 1e-4) == (step in plan.self_steps), (key, step, rows)
+    assert (samples[1] - samples[0]).abs().max() > 1e-3
+
+
+def test_local_blend_keeps_the_source_outside_the_blend_mask(sd15, plain):
+    from precise_edit.core.local_blend import blend_start_step
+
+    latent, image_mask = run_edit(sd15, plain, blend_words="cat, dog", blend_threshold=0.9, word_weights="dog:2")
+    samples = latent["samples"]
+    mask = image_mask[:, ::8, ::8][0].bool()
+    assert image_mask.shape == (1, 8 * LATENT_HW[0], 8 * LATENT_HW[1]) and blend_start_step(STEPS) == 0
+    assert 0 < int(mask.sum()) < mask.numel(), "the test needs a blend mask that is neither empty nor full"
+    assert torch.equal(samples[1][:, ~mask], samples[0][:, ~mask])
+    assert (samples[1][:, mask] - samples[0][:, mask]).abs().amax() > 1e-3
+
+
+@pytest.fixture(scope="module")
+def identity(comfy):
+    import folder_paths
+    import safetensors.torch
+
+    from precise_edit.nodes.identity import Identity, IdentityToken
+
+    vector = torch.randn(1, 768, generator=torch.Generator().manual_seed(3)) * 0.02
+    directory = folder_paths.get_folder_paths("embeddings")[0]
+    safetensors.torch.save_file({"clip_l": vector}, f"{directory}/pe_p2p_test_identity.safetensors")
+    mask = torch.zeros(1, 64, 96)
+    mask[:, 16:48, 8:56] = 1.0
+    token = IdentityToken("[I]", "pe_p2p_test_identity", {"clip_l": vector}, mask, "a photo of a [I] cat", "cat")
+    return Identity((token,), token.source_prompt, None)
+
+
+def test_identity_token_attention_is_zero_outside_its_mask_at_every_step(sd15, plain, identity):
+    from attention_helpers import grid_zero
+
+    source, target = "a photo of a [I] cat wearing a red hat", "a photo of a [I] dog wearing a red hat"
+    plan = make_plan(sd15, plain, target, source, identity=identity)
+    assert [m.positions for m in plan.identity_masks] == [(5,)]
+    mask = identity.tokens[0].mask
+    _, _, _, stores = edit_with_step_maps(sd15, plain, plan)
+    for store in stores:
+        for name, entry in store.layers.items():
+            outside = grid_zero(mask, entry.grid)
+            assert torch.all(entry.mean[1][outside][:, 5] == 0), name
+            assert torch.all(entry.mean[1][~outside][:, 5] > 0), name
+            assert torch.all(entry.mean[0][outside][:, 5] > 0), name
+
+
+def test_the_model_is_left_unpatched(sd15, inversions):
+    """Every edit above ran on the session's model; sampling it again gives the stock result of before."""
+    stock = inversions["stock"]
+    assert repr(sd15.model.model_options) == stock["options"] and not sd15.model.wrappers
+    positive, negative = encode(sd15.clip, PROMPT), encode(sd15.clip, NULL_PROMPT)
+    assert torch.equal(sample(sd15.model, positive, negative, steps=1), stock["sample"])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"word_weights": "zebra:2.0"}, r"word_weights: 'zebra' is not in the prompt\. The prompt's tokens are"),
+        ({"word_weights": "dog=2"}, r"word_weights: cannot read 'dog=2'; expected \"word:weight"),
+        ({"word_weights": "dog:-1"}, "word_weights: the weight of 'dog' is -1.0"),
+        ({"blend_words": "zebra"}, "blend_words: in the source prompt, 'zebra' is not in the prompt"),
+        ({"controller": "replace", "target": "a photo of a big dog wearing a red hat"}, "controller: replacement"),
+        ({"target": "a " + "very " * 80 + "big dog"}, "target_text: the target prompt has 154 tokens"),
+        ({"target": " "}, "target_text: the prompt is empty"),
+        ({"cross_replace": 1.5}, "cross_replace: a fraction"),
+    ],
+)
+def test_bad_inputs_give_errors_naming_the_input(sd15, plain, options, message):
+    with pytest.raises(ValueError, match=message):
+        run_edit(sd15, plain, **options)
+
+
+def test_an_inversion_from_another_model_is_refused(sd15, plain):
+    from comfy_extras.nodes_model_advanced import ModelSamplingDiscrete
+
+    zsnr = ModelSamplingDiscrete().patch(sd15.model, "eps", True)[0]
+    with pytest.raises(ValueError, match="model: its noise schedule differs"):
+        run_edit(sd15, plain, model=zsnr)
