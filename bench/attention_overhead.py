@@ -15,15 +15,15 @@ GPU), and on the CPU also the median process CPU time, which other processes on 
 """
 
 import argparse
-import statistics
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
+from bench.interleaved_rounds import device_label, interleaved_times, print_ratios  # noqa: E402
 from harness.comfy_env import setup_imports  # noqa: E402
 from harness.tiny_models import SD15_UNET, random_unet  # noqa: E402
 
@@ -98,32 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     noise = comfy.sample.prepare_noise(latent, 0)
     runs = variants(model, image)
 
-    def sample(variant) -> tuple[float, float]:
-        start, start_cpu = time.perf_counter(), time.process_time()
-        comfy.sample.sample(
+    def sample(variant) -> Callable[[], object]:
+        return lambda: comfy.sample.sample(
             variant, noise, steps, 7.0, "euler", "normal", positive, negative, latent, disable_pbar=True
         )
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start, time.process_time() - start_cpu
 
-    for variant in runs.values():
-        sample(variant)
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
-    names = list(runs)
-    for round_index in range(args.repeats):
-        for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
-            times[name].append(sample(runs[name]))
-
-    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"{args.size} SD1.5 UNet, {image}×{image} px, {steps} euler steps, cfg 7, {device}, {args.repeats} rounds")
-    for clock, label in ((0, "wall"), (1, "cpu")):
-        if clock == 1 and args.device == "cuda":
-            break
-        stock = statistics.median(t[clock] for t in times["stock"])
-        for name, values in times.items():
-            median = statistics.median(t[clock] for t in values)
-            print(f"{label:4} {name:18} median {median * 1000:9.1f} ms   ratio to stock {median / stock:.3f}")
+    cuda = args.device == "cuda"
+    times = interleaved_times({name: sample(variant) for name, variant in runs.items()}, args.repeats, cuda)
+    print(
+        f"{args.size} SD1.5 UNet, {image}×{image} px, {steps} euler steps, cfg 7, {device_label(cuda)}, "
+        f"{args.repeats} rounds"
+    )
+    print_ratios(times, {"stock": "stock"}, cuda)
     comfy.model_management.unload_all_models()
     return 0
 

@@ -13,15 +13,15 @@ time (and process CPU time on the CPU) and its ratio to stock.
 """
 
 import argparse
-import statistics
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
+from bench.interleaved_rounds import device_label, interleaved_times, print_ratios  # noqa: E402
 from harness.comfy_env import ensure_pack_importable, setup_imports  # noqa: E402
 from harness.tiny_models import SD15_UNET, random_unet  # noqa: E402
 
@@ -85,30 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     sampler = comfy.samplers.sampler_object("euler")
     runs = guiders(model, latent)
 
-    def sample(guider) -> tuple[float, float]:
-        start, start_cpu = time.perf_counter(), time.process_time()
-        guider.sample(noise, latent, sampler, sigmas, disable_pbar=True)
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start, time.process_time() - start_cpu
+    def sample(guider) -> Callable[[], object]:
+        return lambda: guider.sample(noise, latent, sampler, sigmas, disable_pbar=True)
 
-    for guider in runs.values():
-        sample(guider)
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
-    names = list(runs)
-    for round_index in range(args.repeats):
-        for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
-            times[name].append(sample(runs[name]))
-
-    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"{args.size} 8-channel SD1.5 UNet, {image}×{image} px, {steps} euler steps, {device}, {args.repeats} rounds")
-    for clock, label in ((0, "wall"), (1, "cpu")):
-        if clock == 1 and args.device == "cuda":
-            break
-        stock = statistics.median(t[clock] for t in times["stock-cfg"])
-        for name, values in times.items():
-            median = statistics.median(t[clock] for t in values)
-            print(f"{label:4} {name:10} median {median * 1000:9.1f} ms   ratio to stock CFG {median / stock:.3f}")
+    cuda = args.device == "cuda"
+    times = interleaved_times({name: sample(guider) for name, guider in runs.items()}, args.repeats, cuda)
+    print(
+        f"{args.size} 8-channel SD1.5 UNet, {image}×{image} px, {steps} euler steps, {device_label(cuda)}, "
+        f"{args.repeats} rounds"
+    )
+    print_ratios(times, {"stock CFG": "stock-cfg"}, cuda)
     comfy.model_management.unload_all_models()
     return 0
 

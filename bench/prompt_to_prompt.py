@@ -16,9 +16,7 @@ floor that batching sets; the rest is attention control.
 """
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -26,6 +24,7 @@ import torch
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from bench.attention_overhead import load_unet  # noqa: E402
+from bench.interleaved_rounds import device_label, interleaved_times, print_ratios  # noqa: E402
 from harness.comfy_env import setup_imports  # noqa: E402
 
 SIZES = {"tiny": {"image": 128, "steps": 10}, "full": {"image": 512, "steps": 50}}
@@ -115,35 +114,14 @@ def main(argv: list[str] | None = None) -> int:
         for name, (variant, store, plan) in patched.items():
             runs[name] = lambda variant=variant, store=store, plan=plan: sample_edit(variant, store, plan, inversion)
 
-        def timed(run) -> tuple[float, float]:
-            start, start_cpu = time.perf_counter(), time.process_time()
-            run()
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-            return time.perf_counter() - start, time.process_time() - start_cpu
+        cuda = args.device == "cuda"
+        times = interleaved_times(runs, args.repeats, cuda)
 
-        for run in runs.values():
-            run()
-        times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
-        names = list(runs)
-        for round_index in range(args.repeats):
-            for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
-                times[name].append(timed(runs[name]))
-
-    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(
-        f"{args.size} SD1.5 UNet, {image}×{image} px, {steps} steps, guidance {guidance}, {device}, "
+        f"{args.size} SD1.5 UNet, {image}×{image} px, {steps} steps, guidance {guidance}, {device_label(cuda)}, "
         f"{args.repeats} rounds"
     )
-    for clock, label in ((0, "wall"), (1, "cpu")):
-        if clock == 1 and args.device == "cuda":
-            break
-        medians = {name: statistics.median(t[clock] for t in values) for name, values in times.items()}
-        for name, median in medians.items():
-            print(
-                f"{label:4} {name:17} median {median * 1000:9.1f} ms   ratio to stock {median / medians['stock']:.3f}"
-                f"   to reconstruct {median / medians['reconstruct']:.3f}"
-            )
+    print_ratios(times, {"stock": "stock", "reconstruct": "reconstruct"}, cuda)
     comfy.model_management.unload_all_models()
     return 0
 

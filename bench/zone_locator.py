@@ -14,9 +14,8 @@ stock (target for the locator: ≤ 1.15).
 """
 
 import argparse
-import statistics
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -24,6 +23,7 @@ import torch
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from bench.attention_overhead import FULL_SD15_UNET  # noqa: E402
+from bench.interleaved_rounds import device_label, interleaved_times, print_ratios  # noqa: E402
 from harness.comfy_env import setup_imports  # noqa: E402
 from harness.tiny_models import SD15_UNET, random_unet  # noqa: E402
 
@@ -90,35 +90,18 @@ def main(argv: list[str] | None = None) -> int:
     sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "karras", steps)
     sampler = comfy.samplers.sampler_object("dpmpp_2m")
 
-    def sample(guider) -> tuple[float, float]:
-        start, start_cpu = time.perf_counter(), time.process_time()
-        guider.sample(noise, latent, sampler, sigmas, disable_pbar=True, seed=0)
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start, time.process_time() - start_cpu
+    def sample(guider) -> Callable[[], object]:
+        return lambda: guider.sample(noise, latent, sampler, sigmas, disable_pbar=True, seed=0)
 
-    for guider in runs.values():
-        sample(guider)
+    cuda = args.device == "cuda"
+    times = interleaved_times({name: sample(guider) for name, guider in runs.items()}, args.repeats, cuda)
     if not store.layers:
         raise RuntimeError("the locator recorded nothing")
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
-    names = list(runs)
-    for round_index in range(args.repeats):
-        for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
-            times[name].append(sample(runs[name]))
-
-    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(
         f"{args.size} SD1.5 InstructPix2Pix UNet, {image}×{image} px, {steps} dpmpp_2m steps, 3-way guidance "
-        f"7.5/1.5, {device}, {args.repeats} rounds; locator layers: {', '.join(store.layers)}"
+        f"7.5/1.5, {device_label(cuda)}, {args.repeats} rounds; locator layers: {', '.join(store.layers)}"
     )
-    for clock, label in ((0, "wall"), (1, "cpu")):
-        if clock == 1 and args.device == "cuda":
-            break
-        stock = statistics.median(t[clock] for t in times["stock"])
-        for name, values in times.items():
-            median = statistics.median(t[clock] for t in values)
-            print(f"{label:4} {name:16} median {median * 1000:9.1f} ms   ratio to stock {median / stock:.3f}")
+    print_ratios(times, {"stock": "stock"}, cuda)
     comfy.model_management.unload_all_models()
     return 0
 
