@@ -25,7 +25,7 @@ from ..core.action_classifier import (
 )
 from ..core.instruction_rules import classify_instruction
 from .action_classifier_text import instruction_states
-from .delta_folders import model_path, register_model_folder
+from .model_folders import model_path, register_model_folder
 
 ACTION_CLASSIFIERS = "action_classifiers"
 RULES = "(keyword rules)"
@@ -161,5 +161,4 @@ class ActionClassifier(io.ComfyNode):
         )
 
 
-register_model_folder(ACTION_CLASSIFIERS)
-folder_paths.folder_names_and_paths[ACTION_CLASSIFIERS][1].update({".pth", ".pt"})
+register_model_folder(ACTION_CLASSIFIERS, (".safetensors", ".pth", ".pt"))

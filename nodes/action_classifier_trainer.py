@@ -15,8 +15,8 @@ from safetensors.torch import save_file
 from ..core.action_classifier import ACTIONS, held_out_split, mean_decision, padded, train_action_mlp
 from .action_classifier import ACTION_CLASSIFIERS, METADATA_KEY
 from .action_classifier_text import instruction_states_up_to_eos
-from .delta_folders import save_folder
-from .delta_mapper_trainer import PREVIEW_SIZE, PREVIEWS, loss_curve
+from .loss_curve_preview import PREVIEW_SIZE, PREVIEWS, loss_curve
+from .model_folders import save_folder
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = "data/zone_instructions.jsonl"

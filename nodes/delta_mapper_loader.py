@@ -3,7 +3,7 @@
 from comfy_api.latest import io
 
 from ..core.delta_mapper_file import load_delta_edit_model
-from .delta_folders import DELTA_MAPPERS, model_path
+from .model_folders import DELTA_MAPPERS, model_path
 from .socket_types import DeltaMapperType
 
 

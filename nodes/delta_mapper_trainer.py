@@ -1,57 +1,20 @@
 """PreciseEdit_DeltaMapperTrainer: text-free training of a Delta Mapper on a folder or batch of images."""
 
-import re
-from pathlib import Path
-
 import comfy.model_management
 import comfy.utils
 import torch
 from comfy_api.latest import io
-from PIL import Image, ImageDraw
 
 from ..core.delta_edit import DeltaEditModel
 from ..core.delta_mapper import DeltaMapper, DeltaMapperConfig
 from ..core.delta_mapper_file import save_delta_edit_model
 from ..core.delta_relevance import estimate_relevance
 from ..core.delta_training import DEFAULT_BATCH_SIZE, DEFAULT_LEARNING_RATE, code_scale, train_delta_mapper
-from .delta_folders import DELTA_MAPPERS, save_folder
 from .delta_training_data import clip_vision_fingerprint, folder_signature, training_embeddings
 from .joint_clip_loader import JointClipModel
+from .loss_curve_preview import PREVIEW_SIZE, PREVIEWS, loss_curve
+from .model_folders import DELTA_MAPPERS, next_free_path, save_folder
 from .socket_types import DeltaMapperType, JointClip
-
-PREVIEWS = 40
-PREVIEW_SIZE = (320, 160)
-
-
-def next_free_path(folder: Path, prefix: str) -> Path:
-    """``<folder>/<prefix>_NNNNN.safetensors`` with the next unused counter; the prefix may name subfolders."""
-    if not prefix.strip():
-        raise ValueError("filename_prefix is empty")
-    root = folder.resolve()
-    target = (root / prefix.strip()).resolve()
-    if root != target and root not in target.parents:
-        raise ValueError(f"filename_prefix {prefix!r} leaves models/{DELTA_MAPPERS}")
-    pattern = re.compile(rf"^{re.escape(target.name)}_(\d+)\.safetensors$")
-    numbers = [int(m.group(1)) for p in target.parent.glob("*.safetensors") if (m := pattern.match(p.name))]
-    return target.parent / f"{target.name}_{max(numbers, default=0) + 1:05d}.safetensors"
-
-
-def loss_curve(losses: list[float], steps: int) -> Image.Image:
-    """A small plot of the loss so far on a log scale, for the progress preview."""
-    width, height = PREVIEW_SIZE
-    image = Image.new("RGB", PREVIEW_SIZE, "white")
-    logs = torch.tensor(losses).clamp_min(1e-12).log10()
-    low, high = float(logs.min()), float(logs.max())
-    span = max(high - low, 1e-6)
-    points = [
-        (round(i / max(steps - 1, 1) * (width - 1)), round((high - float(v)) / span * (height - 1)))
-        for i, v in enumerate(logs)
-    ]
-    draw = ImageDraw.Draw(image)
-    if len(points) > 1:
-        draw.line(points, fill=(30, 90, 200), width=2)
-    draw.text((4, 2), f"loss {losses[-1]:.4f}", fill="black")
-    return image
 
 
 class DeltaMapperTrainer(io.ComfyNode):

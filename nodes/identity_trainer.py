@@ -6,7 +6,6 @@ import numpy as np
 import torch
 from comfy_api.latest import io
 
-from .delta_mapper_trainer import PREVIEW_SIZE, PREVIEWS, loss_curve
 from .embedding_file import LORAS, check_name, free_stem, save_embedding, save_folder
 from .identity import Identity, IdentityToken
 from .identity_training import (
@@ -18,6 +17,7 @@ from .identity_training import (
     train_identity,
 )
 from .lora_file import save_safetensors
+from .loss_curve_preview import PREVIEW_SIZE, PREVIEWS, loss_curve
 from .mask_input import spatial_mask_batch
 from .socket_types import IdentityType, SemanticControlType, SpatialControlType
 

@@ -10,7 +10,7 @@ import torch
 from comfy_api.latest import io
 
 from ..core.joint_clip import JointCLIP, load_joint_clip
-from .delta_folders import CLIP_JOINT, model_path
+from .model_folders import CLIP_JOINT, model_path
 from .socket_types import JointClip
 
 IMAGE_CHUNK = 16

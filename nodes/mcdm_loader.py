@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 
 from ..core.mcdm_adapter import build_adapter, strip_module_prefix
 from .mcdm_model import CONCAT_CHANNELS, MCDM, MCDMVision, build_model_patcher, load_mcdm, read_mcdm_header
+from .model_folders import register_model_folder
 from .socket_types import JointClip, MCDMType
 
 MCDM_FOLDER = "mcdm"
@@ -55,17 +56,6 @@ FIXED_SETTINGS = {
     "resnet_time_scale_shift": "default",
     "mid_block_type": "UNetMidBlock2DCrossAttn",
 }
-
-
-def register_mcdm_folder() -> None:
-    default = os.path.join(folder_paths.models_dir, MCDM_FOLDER)
-    if MCDM_FOLDER in folder_paths.folder_names_and_paths:
-        paths, extensions = folder_paths.folder_names_and_paths[MCDM_FOLDER]
-        if default not in paths:
-            paths.append(default)
-        extensions.update(EXTENSIONS)
-    else:
-        folder_paths.folder_names_and_paths[MCDM_FOLDER] = ([default], set(EXTENSIONS))
 
 
 def _first(folder: Path, names: tuple[str, ...]) -> Path | None:
@@ -309,4 +299,4 @@ class MCDMLoader(io.ComfyNode):
         return io.NodeOutput(mcdm, mcdm.model)
 
 
-register_mcdm_folder()
+register_model_folder(MCDM_FOLDER, EXTENSIONS)

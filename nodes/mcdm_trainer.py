@@ -28,10 +28,11 @@ from safetensors.torch import save_file
 
 from ..core.mcdm_pairs import PairsData, PairsFolderError, load_pairs
 from ..core.mcdm_training import MCDMTraining, NullConditions, TrainingOptions, TrainingSet
-from .delta_mapper_trainer import PREVIEW_SIZE, PREVIEWS, loss_curve, next_free_path
+from .loss_curve_preview import PREVIEW_SIZE, PREVIEWS, loss_curve
 from .mcdm_loader import MCDM_FOLDER, checked_vision, resolve_entry
 from .mcdm_model import MCDM, load_mcdm, mcdm_from_base_model, read_mcdm_header, save_mcdm
 from .mcdm_pairs_folder import pairs_folder_for_reading
+from .model_folders import next_free_path
 from .socket_types import JointClip, MCDMType
 
 CHECKPOINTS = "checkpoints"

@@ -1,28 +1,33 @@
-"""The model folders of DeltaEdit: ``models/clip_joint`` (joint CLIPs) and ``models/delta_mappers`` (trained mappers).
+"""The model folders the pack adds under ComfyUI's models directory, and where new files in them are written.
 
-Both list ``.safetensors`` files only. Paths a user declares for them in extra_model_paths.yaml are kept; the default
-folder under ComfyUI's models directory is added to them.
+DeltaEdit's ``models/clip_joint`` (joint CLIPs) and ``models/delta_mappers`` (trained mappers) are registered here;
+the other methods register theirs (``sams``, ``action_classifiers``, ``mcdm``) where their loaders live. Paths a user
+declares for a folder in extra_model_paths.yaml are kept; the default folder under ComfyUI's models directory is added
+to them.
 """
 
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import folder_paths
 
 CLIP_JOINT = "clip_joint"
 DELTA_MAPPERS = "delta_mappers"
-EXTENSIONS = {".safetensors"}
+SAFETENSORS = (".safetensors",)
 
 
-def register_model_folder(name: str) -> None:
+def register_model_folder(name: str, extensions: Iterable[str] = SAFETENSORS) -> None:
+    """Make ``models/<name>`` list files with ``extensions`` (added to what the folder already lists)."""
     default = os.path.join(folder_paths.models_dir, name)
     if name in folder_paths.folder_names_and_paths:
-        paths, extensions = folder_paths.folder_names_and_paths[name]
+        paths, listed = folder_paths.folder_names_and_paths[name]
         if default not in paths:
             paths.append(default)
-        extensions.update(EXTENSIONS)
+        listed.update(extensions)
     else:
-        folder_paths.folder_names_and_paths[name] = ([default], set(EXTENSIONS))
+        folder_paths.folder_names_and_paths[name] = ([default], set(extensions))
 
 
 def model_path(folder: str, name: str) -> Path:
@@ -38,6 +43,19 @@ def model_path(folder: str, name: str) -> Path:
 def save_folder(folder: str) -> Path:
     """Where new files of ``folder`` are written: its first path."""
     return Path(folder_paths.get_folder_paths(folder)[0])
+
+
+def next_free_path(folder: Path, prefix: str) -> Path:
+    """``<folder>/<prefix>_NNNNN.safetensors`` with the next unused counter; the prefix may name subfolders."""
+    if not prefix.strip():
+        raise ValueError("filename_prefix is empty")
+    root = folder.resolve()
+    target = (root / prefix.strip()).resolve()
+    if root != target and root not in target.parents:
+        raise ValueError(f"filename_prefix {prefix!r} leaves {root}")
+    pattern = re.compile(rf"^{re.escape(target.name)}_(\d+)\.safetensors$")
+    numbers = [int(m.group(1)) for p in target.parent.glob("*.safetensors") if (m := pattern.match(p.name))]
+    return target.parent / f"{target.name}_{max(numbers, default=0) + 1:05d}.safetensors"
 
 
 for _folder in (CLIP_JOINT, DELTA_MAPPERS):

@@ -5,7 +5,7 @@ import comfy.utils
 from comfy_api.latest import io
 
 from ..core.sam_architecture import sam_from_state_dict
-from .delta_folders import model_path
+from .model_folders import model_path
 from .sam_model import SAMS, SamModel
 from .socket_types import SamModelType
 

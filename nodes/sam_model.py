@@ -10,12 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import comfy.model_management
-import folder_paths
 import torch
 from segment_anything.modeling import Sam
 
 from ..core.sam_architecture import SamArchitecture
-from .delta_folders import register_model_folder
+from .model_folders import register_model_folder
 
 SAMS = "sams"
 
@@ -54,5 +53,4 @@ def on_compute_device(sam: Sam, working_bytes: int) -> Iterator[torch.device]:
         sam.to(home)
 
 
-register_model_folder(SAMS)
-folder_paths.folder_names_and_paths[SAMS][1].update({".pth", ".pt"})
+register_model_folder(SAMS, (".safetensors", ".pth", ".pt"))
