@@ -21,17 +21,11 @@ import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
+from bench.attention_overhead import FULL_SD15_UNET  # noqa: E402
 from bench.interleaved_rounds import device_label, interleaved_times, print_ratios  # noqa: E402
 from harness.comfy_env import ensure_pack_importable, setup_imports  # noqa: E402
 from harness.tiny_models import SD15_UNET, random_unet  # noqa: E402
 
-FULL_SD15_UNET = {
-    **SD15_UNET,
-    "num_res_blocks": [2, 2, 2, 2],
-    "channel_mult": [1, 2, 4, 4],
-    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
-    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-}
 SIZES = {"tiny": {"image": 128, "steps": 4}, "full": {"image": 512, "steps": 20}}
 SCALES = (3.0, 2.0, 4.0)
 
