@@ -31,7 +31,6 @@ import comfy.samplers
 import torch
 from comfy.clip_model import CLIPLayer
 from comfy.model_patcher import ModelPatcher
-from comfy.model_sampling import EPS, ModelSamplingDiscrete
 from comfy.sd import CLIP
 from comfy.weight_adapter.lora import LoRAAdapter
 
@@ -49,6 +48,7 @@ from .cross_attention_patch import (
     cross_attention_layers,
 )
 from .differentiable_weights import _aliasable, storage_alias, with_differentiable_weights
+from .epsilon_model import check_epsilon_model
 from .lora_file import lora_tensors, text_encoder_lora_name, unet_lora_name, unet_lora_names
 from .prepared_model import run_prepared, with_cross_attention
 from .prompt_tokens import TOKENIZER_ATTRIBUTES, WordPositions, locate_words
@@ -134,17 +134,6 @@ class TrainingResult:
 def remove_placeholder(prompt: str, placeholder: str) -> str:
     """The source prompt P from P̃: the placeholder dropped, spaces collapsed."""
     return " ".join(prompt.replace(placeholder, " ").split())
-
-
-def check_epsilon_model(model: ModelPatcher) -> None:
-    sampling = model.get_model_object("model_sampling")
-    if not (
-        isinstance(sampling, ModelSamplingDiscrete) and type(sampling).calculate_denoised is EPS.calculate_denoised
-    ):
-        raise ValueError(
-            "model: identity training uses the ε-prediction loss of SD1.x / SD2.x-base / SDXL; the connected model "
-            f"samples as {type(sampling).__name__} (v-prediction, EDM and flow models are not supported)"
-        )
 
 
 def encoder_keys(clip: CLIP) -> tuple[str, ...]:
@@ -367,7 +356,7 @@ def train_identity(
     probabilities after spatial control (all layers), for checking A*_[I] = A_[I] ⊙ M_obj; ``on_step`` sees it
     filled with that step's maps.
     """
-    check_epsilon_model(model)
+    check_epsilon_model(model, "identity training")
     keys = encoder_keys(clip)
     vectors: dict[str, dict[str, torch.Tensor]] = {}
     tokenizer = PlaceholderTokenizer(clip, vectors)

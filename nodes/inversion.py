@@ -12,11 +12,11 @@ import comfy.model_management
 import latent_preview
 import torch
 from comfy.model_patcher import ModelPatcher
-from comfy.model_sampling import EPS, ModelSamplingDiscrete
 
 from ..core.ddim_inversion import DDIMSchedule, ddim_invert, ddim_schedule, to_variance_preserving
 from ..core.null_text_inversion import NullTextResult, NullTextSettings, guided_ddim_sample, optimise_null_text
 from .differentiable_weights import with_differentiable_weights
+from .epsilon_model import check_epsilon_model
 from .prepared_model import GuiderNoisePredictor, cross_attention_of, run_prepared
 
 NULL_TEXT = "null-text (optimised)"
@@ -47,24 +47,6 @@ class Inversion:
     def null_embeddings(self) -> tuple[torch.Tensor, ...] | None:
         """The null text's embedding for each sampling step (σ_N → σ_{N−1} first), or None to keep ``negative``."""
         return None if self.optimisation is None else self.optimisation.null_embeddings
-
-
-def check_epsilon_model(model: ModelPatcher) -> None:
-    """DDIM inversion in σ-space needs an ε-prediction model with a discrete (1000-step) noise schedule."""
-    sampling = model.get_model_object("model_sampling")
-    kind = type(sampling)
-    if (
-        isinstance(sampling, ModelSamplingDiscrete)
-        and kind.calculate_denoised is EPS.calculate_denoised
-        and kind.calculate_input is EPS.calculate_input
-    ):
-        return
-    names = " + ".join(base.__name__ for base in kind.__mro__[1:] if base.__module__ == "comfy.model_sampling")
-    raise ValueError(
-        f"model: DDIM inversion needs an ε-prediction model with a discrete noise schedule (SD1.x, SD2.x-base, "
-        f"SDXL); the connected model samples as {names or kind.__name__} (v-prediction, x0, EDM and flow models "
-        "are not supported)"
-    )
 
 
 def _context_width(model: ModelPatcher) -> int | None:

@@ -3,7 +3,8 @@
 import torch
 from comfy_api.latest import io
 
-from .inversion import MODES, NULL_TEXT, check_conditioning, check_epsilon_model, check_latent, invert
+from .epsilon_model import check_epsilon_model
+from .inversion import MODES, NULL_TEXT, check_conditioning, check_latent, invert
 from .socket_types import InvertedLatent
 
 
