@@ -8,13 +8,11 @@ of the joint CLIP and of the conditioning model, and the training record (images
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from safetensors import safe_open
-from safetensors.torch import save_file
 
+from .atomic_file import save_safetensors_atomically
 from .delta_edit import DeltaEditModel
 from .delta_mapper import DeltaMapper, DeltaMapperConfig
 
@@ -38,15 +36,7 @@ def save_delta_edit_model(model: DeltaEditModel, path: Path) -> None:
         "target_fingerprint": model.target_fingerprint,
         "training": model.training,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(info), "format": "pt"})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    save_safetensors_atomically(tensors, path, {METADATA_KEY: json.dumps(info), "format": "pt"})
 
 
 def load_delta_edit_model(path: Path) -> DeltaEditModel:

@@ -14,14 +14,14 @@ temporary files renamed into place, then prompt.json is rewritten the same way w
 """
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from .atomic_file import write_atomically
 
 PROMPT_FILE = "prompt.json"
 SOURCE_DIR = "condition"
@@ -177,18 +177,6 @@ def load_pairs(folder: Path | str, multiple: int = SIZE_MULTIPLE) -> PairsData:
     )
 
 
-def _write_atomically(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(temporary)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-
-
 def _to_pil(image: torch.Tensor) -> Image.Image:
     pixels = (image.detach().float().cpu().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).numpy()
     return Image.fromarray(pixels[..., :3], "RGB")
@@ -223,9 +211,9 @@ def append_pairs(
         record = PairRecord(f"{SOURCE_DIR}/{name}", f"{TARGET_DIR}/{name}", prompt, source_prompt)
         for image, relative in ((source, record.source), (target, record.target)):
             picture = _to_pil(image)
-            _write_atomically(folder / relative, lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
+            write_atomically(folder / relative, lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
         new.append(record)
     text = existing if not existing or existing.endswith("\n") else existing + "\n"
     text += "".join(r.line() + "\n" for r in new)
-    _write_atomically(prompt_file, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    write_atomically(prompt_file, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return new

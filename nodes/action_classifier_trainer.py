@@ -2,17 +2,15 @@
 
 import csv
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import comfy.model_management
 import comfy.utils
 import torch
 from comfy_api.latest import io
-from safetensors.torch import save_file
 
 from ..core.action_classifier import ACTIONS, held_out_split, mean_decision, padded, train_action_mlp
+from ..core.atomic_file import save_safetensors_atomically
 from .action_classifier import ACTION_CLASSIFIERS, METADATA_KEY
 from .action_classifier_text import instruction_states_up_to_eos
 from .loss_curve_preview import PREVIEW_SIZE, PREVIEWS, loss_curve
@@ -192,13 +190,5 @@ class ActionClassifierTrainer(io.ComfyNode):
             "decision_rule": "mean",
             "labels": list(ACTIONS),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(report), "format": "pt"})
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        save_safetensors_atomically(tensors, path, {METADATA_KEY: json.dumps(report), "format": "pt"})
         return io.NodeOutput(path.name, held_accuracy, json.dumps(report), {"loss": losses})

@@ -11,7 +11,7 @@ from pathlib import Path
 import folder_paths
 import torch
 
-from .lora_file import save_safetensors
+from ..core.atomic_file import save_safetensors_atomically
 
 EMBEDDINGS = "embeddings"
 LORAS = "loras"
@@ -50,5 +50,5 @@ def save_embedding(vectors: dict[str, torch.Tensor], stem: str, metadata: dict[s
     """Write ``models/embeddings/<stem>.safetensors`` with one ``[n, width]`` tensor per text encoder."""
     path = save_folder(EMBEDDINGS) / f"{stem}.safetensors"
     tensors = {key: value.detach().float().cpu().contiguous() for key, value in vectors.items()}
-    save_safetensors(tensors, path, metadata)
+    save_safetensors_atomically(tensors, path, metadata)
     return path

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from comfy_api.latest import io
 
+from ..core.atomic_file import save_safetensors_atomically
 from .embedding_file import LORAS, check_name, free_stem, save_embedding, save_folder
 from .identity import Identity, IdentityToken
 from .identity_training import (
@@ -16,7 +17,6 @@ from .identity_training import (
     TrainingSettings,
     train_identity,
 )
-from .lora_file import save_safetensors
 from .loss_curve_preview import PREVIEW_SIZE, PREVIEWS, loss_curve
 from .mask_input import spatial_mask_batch
 from .socket_types import IdentityType, SemanticControlType, SpatialControlType
@@ -251,7 +251,7 @@ class IdentityTokenTrainer(io.ComfyNode):
         }
         for s in subjects:
             save_embedding(result.vectors[s.embedding_name], s.embedding_name, metadata)
-        save_safetensors(result.lora, save_folder(LORAS) / f"{stem}.safetensors", metadata)
+        save_safetensors_atomically(result.lora, save_folder(LORAS) / f"{stem}.safetensors", metadata)
         tokens = tuple(
             IdentityToken(
                 s.placeholder,

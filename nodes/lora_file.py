@@ -7,13 +7,8 @@ layer has no diffusers name) and ``lora_te_`` (SD1.x/2.x) or ``lora_te1_``/``lor
 ``+ text_model_<...>`` for the text encoder; ``comfy.lora.model_lora_keys_unet/clip`` map exactly these names.
 """
 
-import os
-import tempfile
-from pathlib import Path
-
 import comfy.utils
 import torch
-from safetensors.torch import save_file
 
 UNET_PREFIX = "diffusion_model."
 
@@ -50,16 +45,3 @@ def lora_tensors(name: str, up: torch.Tensor, down: torch.Tensor, alpha: float) 
         f"{name}.lora_down.weight": down.detach().float().cpu().contiguous(),
         f"{name}.alpha": torch.tensor(float(alpha)),
     }
-
-
-def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """Write ``tensors`` to ``path`` through a temporary file and a rename, so no half-written file ever exists."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)

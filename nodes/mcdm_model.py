@@ -15,8 +15,6 @@ Our format is one ``.safetensors`` file: the UNet in ComfyUI's (ldm) key layout 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,8 +26,8 @@ import comfy.supported_models
 import comfy.utils
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
+from ..core.atomic_file import save_safetensors_atomically
 from ..core.mcdm_adapter import AdapterConfig, MCDMAdapter, build_adapter, mcdm_context
 
 FORMAT_KEY = "precise_edit_mcdm"
@@ -232,13 +230,7 @@ def save_mcdm(mcdm: MCDM, path: Path, extra_metadata: dict[str, str] | None = No
         "adapter": mcdm.adapter.config.to_dict(),
     }
     metadata = {**(extra_metadata or {}), FORMAT_KEY: json.dumps(header)}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    save_safetensors_atomically(tensors, path, metadata)
     return path
 
 

@@ -10,8 +10,6 @@ written to a temporary file and renamed; the final model goes to ``models/mcdm/<
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
@@ -24,8 +22,8 @@ import torch
 import torch.utils.checkpoint
 from comfy_api.latest import io
 from safetensors import safe_open
-from safetensors.torch import save_file
 
+from ..core.atomic_file import save_safetensors_atomically
 from ..core.mcdm_pairs import PairsData, PairsFolderError, load_pairs
 from ..core.mcdm_training import MCDMTraining, NullConditions, TrainingOptions, TrainingSet
 from .loss_curve_preview import PREVIEW_SIZE, PREVIEWS, loss_curve
@@ -105,17 +103,6 @@ def checkpointed(unet: torch.nn.Module, enabled: bool) -> Iterator[None]:
             block.forward = forward
 
 
-def _write_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, temporary, metadata=metadata)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-
-
 def trained_mcdm(base: MCDM, unet: torch.nn.Module, adapter: torch.nn.Module, name: str) -> MCDM:
     """An MCDM (new ModelPatcher) with the trained weights, copied to the CPU."""
     unet_weights = {key: value.detach().float().cpu().clone() for key, value in unet.state_dict().items()}
@@ -133,7 +120,7 @@ def save_checkpoint(base: MCDM, training: MCDMTraining, adapter: torch.nn.Module
     record = {**record, "step": training.step_count}
     save_trained(base, adapter, path, record)
     tensors, metadata = training.state()
-    _write_safetensors(tensors, {**metadata, TRAINING_KEY: json.dumps(record)}, path.with_suffix(STATE_SUFFIX))
+    save_safetensors_atomically(tensors, path.with_suffix(STATE_SUFFIX), {**metadata, TRAINING_KEY: json.dumps(record)})
 
 
 def resume_path(resume_from: str) -> Path:
