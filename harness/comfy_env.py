@@ -12,6 +12,7 @@ from pathlib import Path
 PACKAGE_NAME = "precise_edit"
 MODEL_FOLDERS = (
     "checkpoints",
+    "vae",
     "embeddings",
     "loras",
     "diffusion_models",

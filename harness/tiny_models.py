@@ -327,6 +327,50 @@ def build_magicbrush_unet(path: Path) -> None:
     _save(random_unet({**SD15_UNET, "in_channels": 8}, 6000).state_dict(), path)
 
 
+# The cell-colour VAE's latent per unit of colour: scaled SD1.x latents (×0.18215) of 0.18215 / 0.025 = 7.3 per
+# unit, so colours in [0, 1] give latents within ±3.6 and a typical picture a standard deviation near 1, as the
+# noise schedule expects.
+CELL_VAE_SCALE = 0.025
+
+
+def cell_vae() -> torch.nn.Module:
+    """A TAESD whose weights make it an exact 8×8 cell-colour autoencoder (for tests that read latents as colours).
+
+    Encoder: channels 0-2 carry R, G, B through every block (zero residual branches, identity skips, ReLU on
+    non-negative values), each stride-2 convolution averages 2×2, and the last convolution subtracts 0.5; channel 3 is
+    the grey level. With ``vae_scale`` = ``CELL_VAE_SCALE`` the latent of a cell is ``(mean colour − 0.5) / 0.025``.
+    Decoder: the inverse (nearest-neighbour upsampling), exact up to TAESD's tanh clamp on its input (≤ 1 % at the
+    extreme colours). Random TAESD latents vary by about 1e-3, far below the unit scale the noise schedule assumes.
+    """
+    setup_imports()
+    import comfy.taesd.taesd
+
+    vae = comfy.taesd.taesd.TAESD(latent_channels=4)
+    with torch.no_grad():
+        for param in vae.parameters():
+            param.zero_()
+        encoder, decoder = vae.taesd_encoder, vae.taesd_decoder
+        for c in range(3):
+            encoder[0].weight[c, c, 1, 1] = 1.0
+            for index in (2, 6, 10):
+                encoder[index].weight[c, c, 1:3, 1:3] = 0.25
+            encoder[14].weight[c, c, 1, 1] = 1.0
+            encoder[14].weight[3, c, 1, 1] = 1.0 / 3.0
+            decoder[1].weight[c, c, 1, 1] = 1.0
+            decoder[1].bias[c] = 0.5
+            for index in (7, 12, 17):
+                decoder[index].weight[c, c, 1, 1] = 1.0
+            decoder[19].weight[c, c, 1, 1] = 1.0
+        encoder[14].bias.fill_(-0.5)
+        vae.vae_scale.fill_(CELL_VAE_SCALE)
+    return vae
+
+
+def build_cell_vae(path: Path) -> None:
+    """Write ``cell_vae`` as a VAE file the stock VAELoader reads (models/vae)."""
+    _save(cell_vae().state_dict(), path)
+
+
 TINY_MODELS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "tiny-sd15.safetensors": ("checkpoints", build_sd15),
     "tiny-ip2p.safetensors": ("checkpoints", build_ip2p),
@@ -337,6 +381,7 @@ TINY_MODELS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "tiny-mcdm.safetensors": ("mcdm", build_mcdm),
     "tiny-clip-vit-b32.safetensors": ("clip_joint", build_clip_vit_b32),
     "tiny-magicbrush-unet.safetensors": ("diffusion_models", build_magicbrush_unet),
+    "tiny-cell-vae.safetensors": ("vae", build_cell_vae),
 }
 
 STAND_INS: dict[str, str] = {

@@ -81,6 +81,24 @@ def test_stock_unet_loader_detects_the_tiny_sdxl_unet_and_it_samples(comfy: Comf
     assert samples.shape == latent.shape and torch.isfinite(samples).all()
 
 
+def test_the_cell_vae_encodes_cell_colours_at_unit_scale_and_decodes_them(comfy: ComfyDirs, tiny_models: Models):
+    """Through the stock VAELoader / VAEEncode / VAEDecode: a latent cell is (mean colour − 0.5) / 0.025, and the
+    decoded image is the cell's mean colour (up to TAESD's tanh clamp)."""
+    import nodes
+    from harness.tiny_models import CELL_VAE_SCALE
+
+    vae = nodes.VAELoader().load_vae("tiny-cell-vae.safetensors")[0]
+    image = torch.rand(2, 32, 48, 3, generator=torch.Generator().manual_seed(0))
+    latent = nodes.VAEEncode().encode(vae, image)[0]["samples"]
+    cells = torch.nn.functional.avg_pool2d(image.movedim(-1, 1), 8)
+    expected = torch.cat([cells, cells.mean(1, keepdim=True)], 1).sub(0.5).div(CELL_VAE_SCALE)
+    assert latent.shape == (2, 4, 4, 6)
+    torch.testing.assert_close(latent, expected, atol=0.02, rtol=0.0)  # fp16 weights
+    decoded = nodes.VAEDecode().decode(vae, {"samples": latent})[0]
+    upsampled = torch.nn.functional.interpolate(cells, scale_factor=8, mode="nearest").movedim(1, -1)
+    assert (decoded - upsampled).abs().max() < 0.005
+
+
 def test_stock_graph_runs_in_process_and_is_deterministic(
     run_graph: RunGraph, tiny_models: Models, comfy: ComfyDirs
 ) -> None:
