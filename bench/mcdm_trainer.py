@@ -8,12 +8,14 @@ trains a rank-8 LoRA with AdamW. Rounds are interleaved; each round times every 
 (warm-up) and the medians are compared.
 
 Learning (``--learn STEPS``): synthetic pairs (a shape recoloured red → blue, background kept; tests/mcdm_synthetic.py)
-train the tiny MCDM; checkpoints at a quarter, half, three quarters and the end are sampled (deterministic DDIM, 10
-steps, no guidance) on held-out sources and compared with the latent of x_B (MSE overall, on the cells the edit does
-not change, and on the cells it changes, against x_B and against x_A).
+train a tiny MCDM (``--channels`` wide) through the cell-colour VAE (harness/tiny_models.py ``cell_vae``: a latent cell
+is the 8×8 cell's mean colour at unit scale, so latents and decoded images read as colours); checkpoints at a quarter,
+half, three quarters and the end are sampled (deterministic DDIM, 10 steps, no guidance) on held-out sources and
+compared with x_B: latent MSE overall, on the cells the edit does not change and on the cells it changes (against x_B
+and x_A), then in image space the mean colour of the shape's cells and the background's mean |change| from x_A.
 
     .venv/bin/python bench/mcdm_trainer.py --threads 1
-    .venv/bin/python bench/mcdm_trainer.py --threads 1 --learn 1200
+    .venv/bin/python bench/mcdm_trainer.py --threads 1 --learn 500 --batch 16
 """
 
 import argparse
@@ -151,14 +153,24 @@ def bench_steps(args, base: Path) -> None:
 
 
 def bench_learning(args, base: Path) -> None:
-    _, clip, vae, joint = world(base)
-    from mcdm_synthetic import edit_scores, make_pairs, tiny_base_model, write_pairs_folder
+    _, clip, _, joint = world(base)
+    import nodes
+
+    vae = nodes.VAELoader().load_vae("tiny-cell-vae.safetensors")[0]
+    from mcdm_synthetic import (
+        SOURCE_COLOUR,
+        TARGET_COLOUR,
+        edit_scores,
+        make_pairs,
+        tiny_base_model,
+        write_pairs_folder,
+    )
 
     from precise_edit.nodes.mcdm_loader import checked_vision
     from precise_edit.nodes.mcdm_model import load_mcdm, mcdm_from_base_model
     from precise_edit.nodes.mcdm_trainer import NULL_GUIDER, MCDMTrainer
 
-    model = tiny_base_model()
+    model = tiny_base_model(channels=args.channels)
     folder = write_pairs_folder(base / "pairs", make_pairs(args.pairs, args.size, seed=1))
     held_out = make_pairs(8, args.size, seed=2)
     with torch.inference_mode():
@@ -204,9 +216,18 @@ def bench_learning(args, base: Path) -> None:
     )
     no_edit = float(((source - target) ** 2).mean())
     print(f"reference: Var(z_B) {float(target.var()):.4f}, MSE(z_A, z_B) 'no edit' {no_edit:.4f}")
-    print(f"{'':12} {'MSE to z_B':>11} {'background':>11} {'edited→z_B':>11} {'edited→z_A':>11}")
+    floor = rows[0][1].background_floor
+    print(f"colours: x_A shape {SOURCE_COLOUR}, x_B shape {TARGET_COLOUR}; VAE round trip, background {floor:.4f}")
+    print(
+        f"{'':12} {'MSE to z_B':>11} {'background':>11} {'edited→z_B':>11} {'edited→z_A':>11}"
+        f"   {'shape colour (RGB)':>20} {'background |Δ|':>15}"
+    )
     for name, s in rows:
-        print(f"{name:12} {s.mse:11.4f} {s.background:11.4f} {s.edited_to_target:11.4f} {s.edited_to_source:11.4f}")
+        colour = "(" + ", ".join(f"{c:.2f}" for c in s.shape_colour) + ")"
+        print(
+            f"{name:12} {s.mse:11.4f} {s.background:11.4f} {s.edited_to_target:11.4f} {s.edited_to_source:11.4f}"
+            f"   {colour:>20} {s.background_change:15.4f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--learn", type=int, default=0, help="train this many steps and score the edit instead")
     parser.add_argument("--pairs", type=int, default=16)
+    parser.add_argument("--channels", type=int, default=64, help="UNet width of the --learn model")
     parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args(argv)
     if args.threads:

@@ -67,33 +67,44 @@ def write_pairs_folder(folder: Path, pairs: SyntheticPairs) -> Path:
 TINY_UNET = {**SD15_UNET, "model_channels": 32, "channel_mult": [1, 2]}
 
 
-def tiny_base_model(seed: int = 11):
-    """A random-weight SD1.5-type MODEL (ModelPatcher) with the tiny UNet above, fp32 on the CPU."""
+def tiny_base_model(seed: int = 11, channels: int = 32):
+    """A random-weight SD1.5-type MODEL (ModelPatcher) with the tiny UNet above, fp32 on the CPU.
+
+    ``channels`` widens it: at 32 every GroupNorm group holds one channel, which normalises each channel's mean
+    (its colour) away, so colour edits learn faster from 64 on (5.2 M parameters).
+    """
     import comfy.model_patcher
     import comfy.supported_models
 
-    config = comfy.supported_models.SD15(dict(TINY_UNET))
+    unet_config = {**TINY_UNET, "model_channels": channels}
+    config = comfy.supported_models.SD15(dict(unet_config))
     config.set_inference_dtype(torch.float32, None)
     model = config.get_model({})
-    model.diffusion_model.load_state_dict(random_unet(TINY_UNET, seed).state_dict())
+    model.diffusion_model.load_state_dict(random_unet(unet_config, seed).state_dict())
     cpu = torch.device("cpu")
     return comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
 
 
 @dataclass(frozen=True)
 class EditScores:
-    """Held-out edit quality in latent space: MSE to E(x_B) overall, on the cells the edit leaves alone
-    (background) and on the cells it changes, and the MSE to E(x_A) on those changed cells (for the direction)."""
+    """Held-out edit quality. In latent space: MSE to E(x_B) overall, on the cells the edit leaves alone
+    (background) and on the cells it changes, and the MSE to E(x_A) on those changed cells (for the direction).
+    In image space (meaningful with the cell-colour VAE, ``harness.tiny_models.cell_vae``): the decoded sample's mean
+    colour on the 8×8 cells inside the shape, and its mean absolute difference from x_A on the cells without any
+    shape pixel, next to the VAE's own round-trip error there (the floor)."""
 
     mse: float
     background: float
     edited_to_target: float
     edited_to_source: float
+    shape_colour: tuple[float, float, float]
+    background_change: float
+    background_floor: float
 
 
-def edit_scores(mcdm, vae, clip, pairs: SyntheticPairs, steps: int = 10, seed: int = 0) -> EditScores:
-    """Sample every source with the MCDM (deterministic DDIM from seeded noise, prompt = the target prompt, no
-    guidance) and compare the result with the latent of x_B."""
+def sample_edits(mcdm, vae, clip, pairs: SyntheticPairs, prompt: str, steps: int = 10, seed: int = 0):
+    """Every source edited by the MCDM with ``prompt``: deterministic DDIM from seeded noise, no guidance.
+    Returns the final latents and the scaled latents of x_A and x_B."""
     from precise_edit.nodes.mcdm_trainer import encode_images, encode_text
 
     sampling = mcdm.model.get_model_object("model_sampling")
@@ -103,7 +114,7 @@ def edit_scores(mcdm, vae, clip, pairs: SyntheticPairs, steps: int = 10, seed: i
         source = encode_images(vae, mcdm, pairs.sources)
         target = encode_images(vae, mcdm, pairs.targets)
         tokens = mcdm.image_tokens(mcdm.vision.hidden_states(pairs.sources), source)
-        text = encode_text(clip, TARGET_PROMPT).expand(len(source), -1, -1)
+        text = encode_text(clip, prompt).expand(len(source), -1, -1)
         context = mcdm.context(text, tokens)
         z = torch.randn(source.shape, generator=torch.Generator().manual_seed(seed))
         times = torch.linspace(999, 0, steps).round().long()
@@ -113,12 +124,34 @@ def edit_scores(mcdm, vae, clip, pairs: SyntheticPairs, steps: int = 10, seed: i
             x0 = (z - (1 - alpha).sqrt() * eps) / alpha.sqrt()
             alpha_next = alphas[times[i + 1]] if i + 1 < steps else torch.tensor(1.0)
             z = alpha_next.sqrt() * x0 + (1 - alpha_next).sqrt() * eps
+    return z, source, target
+
+
+def decoded(vae, mcdm, latent: torch.Tensor) -> torch.Tensor:
+    """IMAGE (N, H, W, 3) of scaled latents."""
+    return vae.decode(mcdm.model.get_model_object("latent_format").process_out(latent)).float()[..., :3]
+
+
+def edit_scores(mcdm, vae, clip, pairs: SyntheticPairs, steps: int = 10, seed: int = 0) -> EditScores:
+    """Sample every source with the target prompt (``sample_edits``) and compare with x_B and x_A."""
+    z, source, target = sample_edits(mcdm, vae, clip, pairs, TARGET_PROMPT, steps, seed)
     change = (target - source).abs().mean(1, keepdim=True)
     edited = (change > 0.1 * change.amax(dim=(2, 3), keepdim=True)).expand_as(z)
     error = (z - target) ** 2
+    coverage = torch.nn.functional.avg_pool2d(pairs.shape_masks[:, None], 8)
+    inside = torch.nn.functional.interpolate((coverage == 1).float(), scale_factor=8)[:, 0, ..., None] > 0
+    outside = torch.nn.functional.interpolate((coverage == 0).float(), scale_factor=8)[:, 0, ..., None] > 0
+    with torch.no_grad():
+        image = decoded(vae, mcdm, z)
+        round_trip = decoded(vae, mcdm, source)
+    inside, outside = inside.expand_as(image), outside.expand_as(image)
+    colour = image[inside].reshape(-1, 3).mean(0)
     return EditScores(
         mse=float(error.mean()),
         background=float(error[~edited].mean()),
         edited_to_target=float(error[edited].mean()),
         edited_to_source=float(((z - source) ** 2)[edited].mean()),
+        shape_colour=(float(colour[0]), float(colour[1]), float(colour[2])),
+        background_change=float((image - pairs.sources)[outside].abs().mean()),
+        background_floor=float((round_trip - pairs.sources)[outside].abs().mean()),
     )
