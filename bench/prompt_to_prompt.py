@@ -6,7 +6,9 @@ On a random-weight SD1.5 UNet with random text embeddings, from one plain-DDIM i
 - two prompts: the edit's replay of [source, target] with no attention control (what batching alone costs);
 - p2p: replacement of one token in every cross-attention layer (first 80 % of the steps) and self-attention
   replacement (first 50 %), the prompt-to-prompt notebook's settings;
-- p2p+blend+weight: the same plus local blending and a re-weighted word.
+- p2p+blend+weight: the same plus local blending and a re-weighted word;
+- p2p+word window: p2p with the swapped token on its own window (0.2-0.6), so the steps fall into three runs
+  (all but that token, every token, all but that token) as with a ``word_cross_replace`` input.
 Runs are interleaved round by round; the script prints median wall (and, on the CPU, process CPU) times and
 their ratios to stock and to reconstruct. An edit samples two images, so twice the reconstruct time is the
 floor that batching sets; the rest is attention control.
@@ -34,7 +36,7 @@ SWAPPED, WEIGHTED, BLENDED = 5, 6, (5,)
 def plans(steps: int, source: torch.Tensor, target: torch.Tensor) -> dict:
     """Edit plans on random embeddings: token SWAPPED of the target replaces the source's (no CLIP needed)."""
     from precise_edit.core.local_blend import blend_start_step
-    from precise_edit.core.prompt_to_prompt import CrossAttentionEdit, cross_replace_steps, equalizer
+    from precise_edit.core.prompt_to_prompt import CrossAttentionEdit, cross_replace_alpha, equalizer
     from precise_edit.core.prompt_to_prompt import self_replace_steps as self_steps
     from precise_edit.nodes.cross_attention_patch import PromptTarget
     from precise_edit.nodes.prompt_to_prompt_edit import EditPlan, LocalBlendPlan
@@ -45,14 +47,20 @@ def plans(steps: int, source: torch.Tensor, target: torch.Tensor) -> dict:
     identity = CrossAttentionEdit(torch.eye(77))
     blend = LocalBlendPlan(BLENDED, BLENDED, 0.3, blend_start_step(steps))
     weighted = CrossAttentionEdit(torch.eye(77), weights=equalizer(77, {WEIGHTED: 2.0}))
+    default = cross_replace_alpha(steps, 77, 0.8)
     return {
         "two prompts": EditPlan(
-            **common, edit=identity, cross_steps=range(0), self_steps=range(0), blend=None, identity_masks=()
+            **common,
+            edit=identity,
+            cross_alpha=cross_replace_alpha(steps, 77, 0.0),
+            self_steps=range(0),
+            blend=None,
+            identity_masks=(),
         ),
         "p2p": EditPlan(
             **common,
             edit=identity,
-            cross_steps=cross_replace_steps(steps, 0.8),
+            cross_alpha=default,
             self_steps=self_steps(steps, 0.5),
             blend=None,
             identity_masks=(),
@@ -60,9 +68,17 @@ def plans(steps: int, source: torch.Tensor, target: torch.Tensor) -> dict:
         "p2p+blend+weight": EditPlan(
             **common,
             edit=weighted,
-            cross_steps=cross_replace_steps(steps, 0.8),
+            cross_alpha=default,
             self_steps=self_steps(steps, 0.5),
             blend=blend,
+            identity_masks=(),
+        ),
+        "p2p+word window": EditPlan(
+            **common,
+            edit=identity,
+            cross_alpha=cross_replace_alpha(steps, 77, 0.8, [((SWAPPED,), (0.2, 0.6))]),
+            self_steps=self_steps(steps, 0.5),
+            blend=None,
             identity_masks=(),
         ),
     }

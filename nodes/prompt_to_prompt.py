@@ -53,7 +53,16 @@ class PromptToPromptEdit(io.ComfyNode):
                     max=1.0,
                     step=0.01,
                     tooltip="Fraction of the steps (from the first) whose cross-attention comes from the source. "
-                    "0.8 as in the P2P/S2Edit examples; PIE-Bench uses 0.4.",
+                    "0.8 as in the P2P/S2Edit examples; PIE-Bench uses 0.4. The default window of every token "
+                    "without its own window in word_cross_replace.",
+                ),
+                io.String.Input(
+                    "word_cross_replace",
+                    default="",
+                    optional=True,
+                    tooltip="Own cross-replace windows for target words, as fractions of the steps: 'smile: 0.4' "
+                    "(the first 40 %), 'red hair: 0.1-0.6' (from 10 % to 60 %); comma-separated. Empty: every "
+                    "word follows cross_replace.",
                 ),
                 io.Float.Input(
                     "self_replace",
@@ -122,6 +131,7 @@ class PromptToPromptEdit(io.ComfyNode):
         blend_threshold: float,
         output: str,
         identity: Identity | None = None,
+        word_cross_replace: str = "",
     ) -> io.NodeOutput:
         if output not in (SOURCE_AND_EDIT, EDIT_ONLY):
             raise ValueError(f"output: expected {SOURCE_AND_EDIT!r} or {EDIT_ONLY!r}, got {output!r}")
@@ -133,6 +143,7 @@ class PromptToPromptEdit(io.ComfyNode):
             inversion.schedule.steps,
             controller,
             cross_replace,
+            word_cross_replace,
             self_replace,
             word_weights,
             blend_words,

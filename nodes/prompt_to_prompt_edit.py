@@ -2,17 +2,19 @@
 
 ``plan_edit`` turns the node's inputs into an ``EditPlan``: the batched conditioning [source, target] (one cond
 whose text embedding has a batch of two, tagged so that only it is edited, never the null text), the
-cross-attention edit (``core.prompt_to_prompt``), the step windows, the local-blend words and the identity masks.
+cross-attention edit (``core.prompt_to_prompt``), the per-step, per-token cross-replace alpha (the default window
+and the words' own windows), the self-replace steps, the local-blend words and the identity masks.
 ``patch_model`` adds, on a clone of the model and in this order per cross-attention layer: the capture of the
 blend layers' probabilities (before any edit, as the official ``AttentionStore`` records them), the cross-batch
-edit, and the identity masks (so the identity token's attention is masked after it was taken from the source);
-and the self-attention replacement. ``replay`` runs ``core.prompt_to_prompt_sampling`` from the inversion's noise
-with its per-step null-text embeddings at its guidance, blending after each step when asked.
+edit (one per run of steps that share an alpha row), and the identity masks (so the identity token's attention
+is masked after it was taken from the source); and the self-attention replacement. ``replay`` runs
+``core.prompt_to_prompt_sampling`` from the inversion's noise with its per-step null-text embeddings at its
+guidance, blending after each step when asked.
 """
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import comfy.model_management
 import latent_preview
@@ -24,7 +26,8 @@ from ..core.ddim_inversion import to_variance_preserving
 from ..core.local_blend import blend_latents, blend_mask, blend_start_step
 from ..core.prompt_to_prompt import (
     CrossAttentionEdit,
-    cross_replace_steps,
+    alpha_runs,
+    cross_replace_alpha,
     equalizer,
     parse_word_weights,
     self_replace_steps,
@@ -44,6 +47,7 @@ from .identity import Identity
 from .inversion import Inversion, check_conditioning
 from .prepared_model import GuiderNoisePredictor, cross_attention_of, run_prepared
 from .prompt_to_prompt_tokens import PromptTokens, choose_controller, prompt_tokens, token_mapping
+from .prompt_to_prompt_windows import word_windows
 from .prompt_tokens import locate_words, parse_words
 from .self_attention_patch import add_self_attention_replace, self_replace_layers
 from .word_attention_inputs import tag_conditioning
@@ -76,7 +80,7 @@ class EditPlan:
     controller: str
     edit: CrossAttentionEdit
     context_length: int
-    cross_steps: range
+    cross_alpha: torch.Tensor
     self_steps: range
     blend: LocalBlendPlan | None
     identity_masks: tuple[IdentityMask, ...]
@@ -162,6 +166,7 @@ def plan_edit(
     steps: int,
     controller: str,
     cross_replace: float,
+    word_cross_replace: str,
     self_replace: float,
     word_weights: str,
     blend_words: str,
@@ -174,13 +179,16 @@ def plan_edit(
         if first not in target_text:
             raise ValueError(f"target_text: the identity's token {first} is not in the target prompt")
         source_text, target_text = identity.expand(source_text), identity.expand(target_text)
+        word_cross_replace = identity.expand(word_cross_replace)
     source = prompt_tokens(clip, source_text, "source_text")
     target = prompt_tokens(clip, target_text, "target_text")
     kind = choose_controller(source, target, controller)
     mapper, alphas = token_mapping(source, target, kind)
     weights = parse_word_weights(word_weights)
     positions = {p: w for word, w in weights.items() for p in _word_positions(clip, target_text, word, "word_weights")}
-    cross_steps = cross_replace_steps(steps, cross_replace)
+    cross_alpha = cross_replace_alpha(
+        steps, target.length, cross_replace, word_windows(clip, target_text, word_cross_replace)
+    )
     self_steps = self_replace_steps(steps, self_replace)
     blend = _blend_plan(clip, source, target, blend_words, blend_threshold, steps)
     identity_masks = _identity_masks(clip, identity, target_text)
@@ -191,7 +199,7 @@ def plan_edit(
         controller=kind,
         edit=CrossAttentionEdit(mapper, alphas, equalizer(target.length, positions) if positions else None),
         context_length=target.length,
-        cross_steps=cross_steps,
+        cross_alpha=cross_alpha,
         self_steps=self_steps,
         blend=blend,
         identity_masks=identity_masks,
@@ -218,8 +226,8 @@ def patch_model(model: ModelPatcher, plan: EditPlan, inversion: Inversion) -> tu
     if plan.blend is not None:
         capture = AttentionCapture(store, plan.context_length, None, every_step, plan.target)
         patched = add_cross_attention_effect(patched, capture, blend_layers(layers))
-    if plan.cross_steps:
-        edit = PromptBatchEdit(plan.edit, StepRange.from_steps(sigmas, plan.cross_steps), plan.target)
+    for steps, columns in alpha_runs(plan.cross_alpha):
+        edit = PromptBatchEdit(replace(plan.edit, columns=columns), StepRange.from_steps(sigmas, steps), plan.target)
         patched = add_cross_attention_effect(patched, edit, layers)
     for identity in plan.identity_masks:
         masks = torch.cat([torch.ones_like(identity.mask), identity.mask])

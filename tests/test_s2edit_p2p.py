@@ -13,6 +13,7 @@ DOG = "a photo of a dog wearing a red hat"
 EDIT_DEFAULTS = dict(
     controller="auto",
     cross_replace=0.5,
+    word_cross_replace="",
     self_replace=0.5,
     word_weights="",
     blend_words="",
@@ -60,6 +61,11 @@ def make_plan(sd15, inversion, target: str = DOG, source: str = PROMPT, identity
     settings.pop("output")
     steps = inversion.schedule.steps
     return plan_edit(sd15.clip, source, target, steps, identity=identity, **settings)
+
+
+def replaced_steps(plan) -> list[int]:
+    """The sampling steps whose cross-attention is rebuilt in at least one token column."""
+    return [step for step, row in enumerate(plan.cross_alpha) if bool(row.any())]
 
 
 def edit_with_step_maps(sd15, inversion, plan, before_edit: bool = False):
@@ -112,7 +118,7 @@ def test_identical_prompts_give_the_reconstruction(sd15, inversions):
 
 def test_replace_and_reweight_take_the_source_maps_inside_the_window_only(sd15, plain):
     plan = make_plan(sd15, plain, word_weights="hat:2.0, red:0.5", cross_replace=0.3, self_replace=0.0)
-    assert plan.controller == "replace" and list(plan.cross_steps) == [0]
+    assert plan.controller == "replace" and replaced_steps(plan) == [0] and bool(plan.cross_alpha[0].all())
     samples, _, _, stores = edit_with_step_maps(sd15, plain, plan)
     red, hat = 8, 9
     others = [t for t in range(77) if t not in (red, hat)]
@@ -120,7 +126,7 @@ def test_replace_and_reweight_take_the_source_maps_inside_the_window_only(sd15, 
         for name, entry in store.layers.items():
             assert entry.count == 1, name
             source, target = entry.mean[0], entry.mean[1]
-            if step in plan.cross_steps:
+            if step in replaced_steps(plan):
                 # cat → dog: every target column is the source's column of the same position, hat and red re-weighted.
                 assert torch.equal(target[:, others], source[:, others]), (step, name)
                 torch.testing.assert_close(target[:, hat], 2.0 * source[:, hat], atol=0, rtol=1e-6)
@@ -134,19 +140,62 @@ def test_replace_and_reweight_take_the_source_maps_inside_the_window_only(sd15, 
 def test_refine_keeps_the_aligned_tokens_and_the_new_word_own_attention(sd15, plain):
     target_text = "a photo of a silver cat wearing a red hat"
     plan = make_plan(sd15, plain, target_text, cross_replace=0.3, self_replace=0.0)
-    assert plan.controller == "refine" and list(plan.cross_steps) == [0]
+    assert plan.controller == "refine" and replaced_steps(plan) == [0]
     _, _, before, after = edit_with_step_maps(sd15, plain, plan, before_edit=True)
     silver = 5
     # Source 0..10 = <start> a photo of a cat wearing a red hat <end>; the target has silver at 5.
     aligned_target = [t for t in range(77) if t != silver]
     aligned_source = [t if t < silver else t - 1 for t in aligned_target]
-    for step in plan.cross_steps:
+    for step in replaced_steps(plan):
         for name, entry in after[step].layers.items():
             source, target = entry.mean[0], entry.mean[1]
             assert torch.equal(target[:, aligned_target[:11]], source[:, aligned_source[:11]]), name
             assert torch.equal(target[:, silver], before[step].layers[name].mean[1][:, silver]), name
-    for name, entry in after[len(plan.cross_steps)].layers.items():
-        assert torch.equal(entry.mean[1], before[len(plan.cross_steps)].layers[name].mean[1]), name
+    for name, entry in after[1].layers.items():
+        assert torch.equal(entry.mean[1], before[1].layers[name].mean[1]), name
+
+
+def assert_columns(step_maps: tuple, step: int, from_source: list[int], own: list[int]) -> None:
+    """At ``step``, in every layer, the target's columns ``from_source`` are the source's and its columns ``own``
+    are its own unedited ones, which differ from the source's (so the check can fail)."""
+    before, after = step_maps
+    for name, entry in after[step].layers.items():
+        source, target = entry.mean[0], entry.mean[1]
+        unedited = before[step].layers[name].mean[1]
+        assert torch.equal(target[:, from_source], source[:, from_source]), (step, name)
+        if own:
+            assert torch.equal(target[:, own], unedited[:, own]), (step, name)
+            assert (unedited[:, own] - source[:, own]).abs().amax() > 1e-6, (step, name)
+
+
+def test_a_word_window_shorter_than_the_default_gives_the_word_its_own_attention_after_it(sd15, plain):
+    # 3 steps, fractions scaled by N + 1 = 4: the default 0.75 covers steps 0-2, dog's 0.25 step 0 only.
+    plan = make_plan(sd15, plain, cross_replace=0.75, word_cross_replace="dog: 0.25", self_replace=0.0)
+    dog = 5
+    others = [t for t in range(77) if t != dog]
+    expected = torch.ones(STEPS, 77, dtype=torch.bool)
+    expected[1:, dog] = False
+    assert plan.controller == "replace" and torch.equal(plan.cross_alpha, expected)
+    samples, _, before, after = edit_with_step_maps(sd15, plain, plan, before_edit=True)
+    assert_columns((before, after), 0, list(range(77)), [])
+    for step in (1, 2):
+        assert_columns((before, after), step, others, [dog])
+    assert (samples[1] - samples[0]).abs().max() > 1e-3
+
+
+def test_a_start_end_window_starts_late_and_other_words_follow_the_default(sd15, plain):
+    # The default 0.25 covers step 0; "red hat" (tokens 8, 9) from 0.25 to 1.0 covers steps 1 and 2.
+    plan = make_plan(sd15, plain, cross_replace=0.25, word_cross_replace="red hat: 0.25-1.0", self_replace=0.0)
+    words = [8, 9]
+    others = [t for t in range(77) if t not in words]
+    expected = torch.zeros(STEPS, 77, dtype=torch.bool)
+    expected[0, others] = True
+    expected[1:, words] = True
+    assert torch.equal(plan.cross_alpha, expected)
+    _, _, before, after = edit_with_step_maps(sd15, plain, plan, before_edit=True)
+    assert_columns((before, after), 0, others, words)
+    for step in (1, 2):
+        assert_columns((before, after), step, words, others)
 
 
 class SelfAttentionSpy:
@@ -178,7 +227,7 @@ def test_self_attention_is_replaced_only_in_the_coarse_layers_and_chosen_steps(s
     from precise_edit.nodes.self_attention_patch import SelfAttentionReplace
 
     plan = make_plan(sd15, plain, cross_replace=0.0, self_replace=0.7)
-    assert not plan.cross_steps and list(plan.self_steps) == [0, 1]
+    assert not replaced_steps(plan) and list(plan.self_steps) == [0, 1]
     patched, store = patch_model(sd15.model, plan, plain)
     replaces = patched.model_options["transformer_options"]["patches_replace"]["attn1"]
     assert sorted(replaces) == [("input", 3, 0), ("middle", 0, 0), ("output", 0, 0), ("output", 1, 0)]
@@ -260,6 +309,16 @@ def test_the_model_is_left_unpatched(sd15, inversions):
         ({"target": "a " + "very " * 80 + "big dog"}, "target_text: the target prompt has 154 tokens"),
         ({"target": " "}, "target_text: the prompt is empty"),
         ({"cross_replace": 1.5}, "cross_replace: a fraction"),
+        (
+            {"word_cross_replace": "dog: 0.2, zebra: 0.4"},
+            r"word_cross_replace: in the target prompt, 'zebra' is not in the prompt\. The prompt's tokens are",
+        ),
+        ({"word_cross_replace": "cat: 0.4"}, "word_cross_replace: in the target prompt, 'cat' is not in the prompt"),
+        ({"word_cross_replace": "dog: 1.4"}, "word_cross_replace: the window of 'dog' has '1.4', not a fraction"),
+        ({"word_cross_replace": "dog: 0.2-x"}, "word_cross_replace: the window of 'dog' has 'x', not a fraction"),
+        ({"word_cross_replace": "dog: 0.6-0.2"}, "word_cross_replace: the window of 'dog' starts at 0.6, after"),
+        ({"word_cross_replace": "dog 0.4"}, "word_cross_replace: cannot read 'dog 0.4'; expected \"word: end\""),
+        ({"word_cross_replace": "dog: 0.2, dog: 0.4"}, "word_cross_replace: 'dog' has two windows"),
     ],
 )
 def test_bad_inputs_give_errors_naming_the_input(sd15, plain, options, message):

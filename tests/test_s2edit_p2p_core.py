@@ -6,6 +6,8 @@ import torch
 from precise_edit.core.local_blend import blend_latents, blend_mask, blend_start_step
 from precise_edit.core.prompt_to_prompt import (
     CrossAttentionEdit,
+    alpha_runs,
+    cross_replace_alpha,
     cross_replace_steps,
     equalizer,
     parse_word_weights,
@@ -83,6 +85,53 @@ def test_step_windows_follow_the_official_schedules():
     assert self_replace_steps(50, 0.5) == range(25) and self_replace_steps(50, 0.6) == range(30)
     with pytest.raises(ValueError, match="self_replace: a fraction"):
         self_replace_steps(10, -0.1)
+
+
+def test_start_end_windows_scale_both_ends_by_n_plus_one():
+    assert cross_replace_steps(50, (0.2, 0.6)) == range(10, 30) and cross_replace_steps(9, (0.3, 1.0)) == range(3, 9)
+    assert cross_replace_steps(4, (0.5, 0.5)) == range(2, 2)
+    with pytest.raises(ValueError, match="cross_replace: the window starts at 0.6, after its end 0.2"):
+        cross_replace_steps(10, (0.6, 0.2))
+
+
+def test_alpha_table_gives_words_their_own_windows_over_the_default():
+    # N = 9 steps (fractions scaled by N + 1 = 10), 6 tokens; the default window 0.8 covers rows 0-7. Tokens 2, 3
+    # get (0.3, 0.6): rows 3-5; token 4 gets (0, 0.2), then (0.5, 1.0) together with token 5: the later one wins.
+    words = [((2, 3), (0.3, 0.6)), ((4,), (0.0, 0.2)), ((4, 5), (0.5, 1.0))]
+    alpha = cross_replace_alpha(9, 6, 0.8, words)
+    expected = [
+        "110000",
+        "110000",
+        "110000",
+        "111100",
+        "111100",
+        "111111",
+        "110011",
+        "110011",
+        "000011",
+    ]
+    assert alpha.dtype == torch.bool and ["".join(str(int(v)) for v in row) for row in alpha.tolist()] == expected
+    runs = [(steps, None if row is None else row.int().tolist()) for steps, row in alpha_runs(alpha)]
+    assert runs == [
+        (range(0, 3), [1, 1, 0, 0, 0, 0]),
+        (range(3, 5), [1, 1, 1, 1, 0, 0]),
+        (range(5, 6), None),
+        (range(6, 8), [1, 1, 0, 0, 1, 1]),
+        (range(8, 9), [0, 0, 0, 0, 1, 1]),
+    ]
+    late = cross_replace_alpha(9, 6, 0.0, [((1,), (0.3, 0.6))])
+    assert [(steps, row.int().tolist()) for steps, row in alpha_runs(late)] == [(range(3, 6), [0, 1, 0, 0, 0, 0])]
+    assert torch.equal(cross_replace_alpha(9, 6, 0.4), torch.arange(9)[:, None].expand(9, 6) < 4)
+
+
+def test_edit_rebuilds_and_reweights_only_the_columns_of_its_alpha_row():
+    probs = probabilities(2)
+    columns = torch.tensor([True, True, False, True, False, True, True, True])
+    edited = CrossAttentionEdit(torch.eye(8), weights=equalizer(8, {1: 2.0, 2: 3.0}), columns=columns)(probs)
+    assert torch.equal(edited[0], probs[0])
+    assert torch.equal(edited[1][..., ~columns], probs[1][..., ~columns])
+    assert torch.equal(edited[1][..., [0, 3, 5, 6, 7]], probs[0][..., [0, 3, 5, 6, 7]])
+    assert torch.equal(edited[1][..., 1], 2.0 * probs[0][..., 1])
 
 
 def test_word_weights_are_parsed_with_clear_errors():
