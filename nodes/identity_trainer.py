@@ -10,6 +10,8 @@ from ..core.atomic_file import save_safetensors_atomically
 from .embedding_file import LORAS, check_name, free_stem, save_embedding, save_folder
 from .identity import Identity, IdentityToken
 from .identity_training import (
+    SCHEDULE_CHOICES,
+    SCHEDULE_CONSTANT,
     SemanticControl,
     SpatialControl,
     StepReport,
@@ -155,6 +157,14 @@ class IdentityTokenTrainer(io.ComfyNode):
                 io.Mask.Input(
                     "reference_mask", optional=True, tooltip="Mask of the attribute region in the reference image."
                 ),
+                io.Combo.Input(
+                    "learning_rate_schedule",
+                    options=list(SCHEDULE_CHOICES),
+                    default=SCHEDULE_CONSTANT,
+                    optional=True,
+                    tooltip="constant, or linear to 0 over the steps (steadier final state; with the orthogonality "
+                    "term it settles |cos| near 0 instead of leaving it mid-swing).",
+                ),
             ],
             outputs=[
                 io.Model.Output(display_name="MODEL", tooltip="The model with the learned LoRA applied."),
@@ -192,6 +202,7 @@ class IdentityTokenTrainer(io.ComfyNode):
         reference_prompt: str = "",
         reference_subject: str = "",
         reference_mask: torch.Tensor | None = None,
+        learning_rate_schedule: str = SCHEDULE_CONSTANT,
     ) -> io.NodeOutput:
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
@@ -215,7 +226,14 @@ class IdentityTokenTrainer(io.ComfyNode):
         elif reference_mask is not None:
             raise ValueError("reference_mask: connect reference_image too (compositional editing needs both)")
         settings = TrainingSettings(
-            steps, token_learning_rate, unet_learning_rate, text_encoder_learning_rate, rank, train_text_encoder, seed
+            steps,
+            token_learning_rate,
+            unet_learning_rate,
+            text_encoder_learning_rate,
+            rank,
+            train_text_encoder,
+            seed,
+            learning_rate_schedule,
         )
         progress = comfy.utils.ProgressBar(steps)
         losses: list[float] = []
@@ -242,11 +260,13 @@ class IdentityTokenTrainer(io.ComfyNode):
             "text_encoder_learning_rate": str(text_encoder_learning_rate if train_text_encoder else 0.0),
             "rank": str(rank),
             "seed": str(seed),
+            "learning_rate_schedule": learning_rate_schedule,
             "semantic_weight": str(semantic_control.weight if semantic_control else 0.0),
             "semantic_vectors": semantic_control.vectors if semantic_control else "",
             "spatial_control": "on" if spatial_control else "off",
             "final_loss": f"{last.loss:.6g}",
             "final_reconstruction": f"{last.reconstruction:.6g}",
+            **{f"initial_cosine_{p}": f"{c:.6g}" for p, c in result.reports[0].cosines.items()},
             **{f"final_cosine_{p}": f"{c:.6g}" for p, c in last.cosines.items()},
         }
         for s in subjects:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+import comfy.conds
 import comfy.model_management
 import comfy.samplers
 import torch
@@ -62,6 +63,9 @@ MASK_STRIDE = 32
 VECTORS_OUTPUT = "EOS output · [I] output"
 VECTORS_INPUT = "EOS output · [I] input embedding"
 VECTOR_CHOICES = (VECTORS_OUTPUT, VECTORS_INPUT)
+SCHEDULE_CONSTANT = "constant"
+SCHEDULE_LINEAR = "linear to 0"
+SCHEDULE_CHOICES = (SCHEDULE_CONSTANT, SCHEDULE_LINEAR)
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class TrainingSettings:
     rank: int
     train_text_encoder: bool
     seed: int
+    schedule: str = SCHEDULE_CONSTANT
 
 
 @dataclass
@@ -120,14 +125,15 @@ class StepReport:
 @dataclass
 class TrainingResult:
     """Learned vectors per placeholder ``{encoder key: [1, width]}``, the LoRA in file layout, the masks used,
-    the per-step reports, and reference outputs of the trained state (for parity checks): the conditioning of
-    each enhanced prompt and the noise prediction on the first subject at a fixed σ and noise."""
+    the per-step reports, and reference outputs of the trained state (for parity checks): the conditioning and
+    pooled output of each enhanced prompt and the noise prediction on the first subject at a fixed σ and noise."""
 
     vectors: dict[str, dict[str, torch.Tensor]]
     lora: dict[str, torch.Tensor]
     masks: dict[str, torch.Tensor | None]
     reports: list[StepReport]
     conditioning: dict[str, torch.Tensor] = field(default_factory=dict)
+    pooled: dict[str, torch.Tensor | None] = field(default_factory=dict)
     reference_epsilon: torch.Tensor | None = None
 
 
@@ -231,6 +237,24 @@ def encode_with_grad(clip: CLIP, tokens: dict) -> tuple[torch.Tensor, torch.Tens
     with differentiable_text_encoder(clip.cond_stage_model):
         cond, pooled = clip.cond_stage_model.encode_token_weights(tokens)[:2]
     return cond, pooled
+
+
+def with_text_encoding(
+    model: torch.nn.Module, cond: dict, cross_attention: torch.Tensor, pooled: torch.Tensor | None, latent: torch.Tensor
+) -> dict:
+    """A processed cond carrying a new text encoding, as CLIP Text Encode and sampling would build it: the
+    cross-attention context, and on models with an ADM vector ``y`` (SDXL) ``y`` re-encoded from the new pooled
+    output at ``latent``'s image size, so the pooled vector follows the learned token (and passes its gradient)."""
+    updated = with_cross_attention(cond, cross_attention)
+    if pooled is None or "y" not in cond["model_conds"]:
+        return updated
+    params = {key: value for key, value in cond.items() if key != "model_conds"}
+    params.update(pooled_output=pooled, device=latent.device, noise=latent)
+    params.setdefault("width", latent.shape[-1] * 8)
+    params.setdefault("height", latent.shape[-2] * 8)
+    adm = model.encode_adm(**params)
+    updated["model_conds"] = {**updated["model_conds"], "y": comfy.conds.CONDRegular(adm)}
+    return updated
 
 
 def add_lora_adapters(
@@ -383,18 +407,20 @@ def train_identity(
     trained_model = with_differentiable_weights(model)
     trained_clip = clip.clone()
     names = unet_lora_names(model.model.model_config.unet_config)
-    unet_adapters = add_lora_adapters(
-        trained_model, trained_model.model, UNET_TARGETS, settings.rank, lambda n: unet_lora_name(n, names)
-    )
-    text_adapters = {}
-    if settings.train_text_encoder:
-        text_adapters = add_lora_adapters(
-            trained_clip.patcher,
-            trained_clip.cond_stage_model,
-            TEXT_TARGETS,
-            settings.rank,
-            lambda n: text_encoder_lora_name(n, keys),
+    with torch.random.fork_rng():  # the LoRA initialisation follows the seed, not the global generator
+        torch.manual_seed(settings.seed)
+        unet_adapters = add_lora_adapters(
+            trained_model, trained_model.model, UNET_TARGETS, settings.rank, lambda n: unet_lora_name(n, names)
         )
+        text_adapters = {}
+        if settings.train_text_encoder:
+            text_adapters = add_lora_adapters(
+                trained_clip.patcher,
+                trained_clip.cond_stage_model,
+                TEXT_TARGETS,
+                settings.rank,
+                lambda n: text_encoder_lora_name(n, keys),
+            )
 
     tags = {s.placeholder: uuid.uuid4().hex for s in subjects}
     layers = cross_attention_layers(model)
@@ -437,6 +463,10 @@ def train_identity(
             }
         )
     optimizer = torch.optim.Adam(groups)
+    # "linear to 0": step k (1-based) runs at lr · (1 − (k − 1) / steps), so the last updates are small and the
+    # final state does not carry the step-to-step swing of |cos| around its kink at 0.
+    decay = (lambda done: 1.0 - done / settings.steps) if settings.schedule == SCHEDULE_LINEAR else (lambda done: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
 
     conditioning = [
         [static[s.placeholder][0], {"pooled_output": static[s.placeholder][1], COND_TAGS_KEY: (tags[s.placeholder],)}]
@@ -482,14 +512,16 @@ def train_identity(
             cosines = {}
             for index, s in enumerate(subjects):
                 tokens = tokenizer.tokenize(texts[s.placeholder])
-                cond, _ = encode_with_grad(trained_clip, tokens)
+                cond, pooled = encode_with_grad(trained_clip, tokens)
                 pick = int(torch.randint(clean[s.placeholder].shape[0], (1,), generator=generator))
                 x0 = clean[s.placeholder][pick : pick + 1]
                 t = int(torch.randint(len(sampling.sigmas), (1,), generator=generator))
                 sigma = sampling.sigmas[t].clone().to(device).reshape(1)
                 noise = torch.randn(x0.shape, generator=generator).to(x0)
                 x = noisy_sample(x0, noise, sigma)
-                cond_k = with_cross_attention(guider.conds["positive"][index], cond.to(device))
+                cond_k = with_text_encoding(
+                    guider.inner_model, guider.conds["positive"][index], cond.to(device), pooled, x0
+                )
                 denoised = comfy.samplers.calc_cond_batch(guider.inner_model, [[cond_k]], x, sigma, model_options)[0]
                 loss = epsilon_loss(predicted_noise(x, denoised, sigma), noise)
                 reconstruction += float(loss.detach())
@@ -507,20 +539,26 @@ def train_identity(
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
+            scheduler.step()
             report = StepReport(step, float(total.detach()), reconstruction, cosines)
             reports.append(report)
             on_step(report)
         with torch.no_grad():
             for s in subjects:
-                result.conditioning[s.placeholder] = (
-                    encode_with_grad(trained_clip, tokenizer.tokenize(texts[s.placeholder]))[0].detach().cpu()
-                )
+                cond, pooled = encode_with_grad(trained_clip, tokenizer.tokenize(texts[s.placeholder]))
+                result.conditioning[s.placeholder] = cond.detach().cpu()
+                result.pooled[s.placeholder] = None if pooled is None else pooled.detach().cpu()
             first = subjects[0]
             x0 = clean[first.placeholder][:1]
             noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(settings.seed)).to(x0)
             sigma = sampling.percent_to_sigma(0.5) * torch.ones(1, device=device)
-            cond_k = with_cross_attention(
-                guider.conds["positive"][0], result.conditioning[first.placeholder].to(device)
+            pooled = result.pooled[first.placeholder]
+            cond_k = with_text_encoding(
+                guider.inner_model,
+                guider.conds["positive"][0],
+                result.conditioning[first.placeholder].to(device),
+                None if pooled is None else pooled.to(device),
+                x0,
             )
             x = noisy_sample(x0, noise, sigma)
             denoised = comfy.samplers.calc_cond_batch(guider.inner_model, [[cond_k]], x, sigma, model_options)[0]

@@ -18,6 +18,8 @@ INITIAL_PROMPT = "a photo of a lady lady with glasses"  # [I] starts as the noun
 SIZE = 64
 STEPS = 4
 LAMBDA = 10.0
+ORTHOGONALITY_STEPS = 12
+ORTHOGONALITY_TEXT_ENCODER_LR = 2e-3
 LAYERS = 7  # cross-attention layers of the tiny UNet: 2 down, 1 middle, 4 up
 
 
@@ -118,13 +120,12 @@ def trained(run_graph, inputs):
     graph = {
         **base_graph(),
         "5": trainer(mask=["3", 0], semantic_control=["6", 0], spatial_control=["4", 0]),
-        "7": report_node("5"),
     }
     try:
-        out = run_graph(graph, outputs=["1", "5", "7"])
+        out = run_graph(graph, outputs=["1", "5"])
     finally:
         monkeypatch.undo()
-    return {"base": out["1"], "trainer": out["5"], "report": out["7"], "seen": seen, "new": saved_files() - before}
+    return {"base": out["1"], "trainer": out["5"], "seen": seen, "new": saved_files() - before}
 
 
 def epsilon(model, conditioning: list, latent: torch.Tensor, noise: torch.Tensor, sigma_percent: float):
@@ -191,15 +192,34 @@ def test_the_loss_falls(trained, stock):
     assert after < 0.92 * before, (before, after)
 
 
-def test_orthogonality_drives_the_cosine_down_only_when_enabled(run_graph, trained):
-    """Same seed and settings, with and without the term: |cos(e_P, e_[I])| measured after training by the node."""
-    initial = trained["seen"]["result"].reports[0].cosines["[I]"]
-    enabled = trained["report"][1]
-    graph = {**base_graph(), "5": trainer(mask=["3", 0], spatial_control=["4", 0]), "7": report_node("5")}
-    off = run_graph(graph, outputs=["5", "7"])
-    disabled = off["7"][1]
+def test_orthogonality_drives_the_cosine_below_0_05_only_when_enabled(run_graph, inputs):
+    """Same seed and settings (text-encoder LoRA on, learning rates linear to 0 over 12 steps), with and without the
+    term: |cos(e_P, e_[I])| as the node measures it after training (COSINE of Orthogonality Loss on the trainer's
+    CLIP with the identity connected).
+
+    On the tiny random CLIP-L the output rows share one direction (the mean row has 0.89 of the rows' norm), so
+    [I]'s row starts at |cos| 0.89 with the prompt's EOS row. The text-encoder LoRA, trained as S2Edit fine-tunes
+    the text side, brings it near 0 within a few steps, while without the term the reconstruction pulls it up to
+    0.96-0.98. Near 0 a constant learning rate makes it swing by ±0.1-0.3 from step to step (|cos| has a kink at 0,
+    Adam keeps its step size), so the schedule decays: 0.013, 0.012 and 0.016 for seeds 0-2 (8 steps: 0.03-0.07).
+    λ = 10 instead of the paper's 0.1, which barely moves the cosine in so few steps."""
+    change = dict(
+        steps=ORTHOGONALITY_STEPS,
+        train_text_encoder=True,
+        text_encoder_learning_rate=ORTHOGONALITY_TEXT_ENCODER_LR,
+        learning_rate_schedule="linear to 0",
+        mask=["3", 0],
+        spatial_control=["4", 0],
+    )
+    on = run_graph(
+        {**base_graph(), "5": trainer(**change, semantic_control=["6", 0]), "7": report_node("5")}, outputs=["5", "7"]
+    )
+    off = run_graph({**base_graph(), "5": trainer(**change), "7": report_node("5")}, outputs=["5", "7"])
+    enabled, disabled = on["7"][1], off["7"][1]
+    initial = float(on["5"][2].metadata["initial_cosine_[I]"])
     assert off["5"][2].metadata["semantic_weight"] == "0.0"
-    assert enabled < initial - 0.1 and disabled > enabled + 0.1, (initial, enabled, disabled)
+    assert on["5"][2].metadata["learning_rate_schedule"] == "linear to 0"
+    assert initial > 0.8 and enabled < 0.05 and disabled > 0.9, (initial, enabled, disabled)
 
 
 def test_spatial_control_zeroes_identity_attention_outside_the_mask_at_every_step(trained):
