@@ -75,7 +75,7 @@ SD21_UNCLIP_L_UNET = {
 }
 
 
-def _init_parameters(module: torch.nn.Module, seed: int) -> None:
+def init_parameters(module: torch.nn.Module, seed: int) -> None:
     """Overwrite every parameter (ComfyUI's ops leave them uninitialised) from a seeded generator.
 
     Weights with two or more dims ~ N(0, 1/fan_in), 1-D weights (norms) = 1, biases = 0; 0-dim parameters keep the
@@ -99,7 +99,7 @@ def random_unet(config: dict, seed: int) -> torch.nn.Module:
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
     unet = UNetModel(**config, dtype=torch.float32, device="cpu", operations=comfy.ops.disable_weight_init)
-    _init_parameters(unet, seed)
+    init_parameters(unet, seed)
     return unet
 
 
@@ -128,9 +128,9 @@ def _checkpoint(unet_config: dict, seed: int, path: Path) -> None:
     unet = random_unet(unet_config, seed)
     config = json.loads((Path(comfy.clip_model.__file__).parent / "sd1_clip_config.json").read_text())
     clip = comfy.clip_model.CLIPTextModel(config, torch.float32, "cpu", comfy.ops.disable_weight_init)
-    _init_parameters(clip, seed + 1)
+    init_parameters(clip, seed + 1)
     vae = comfy.taesd.taesd.TAESD(latent_channels=4)
-    _init_parameters(vae, seed + 2)
+    init_parameters(vae, seed + 2)
     tensors = {}
     for prefix, module in (
         ("model.diffusion_model.", unet),
@@ -177,7 +177,7 @@ def build_sd21_unclip_l(path: Path) -> None:
     tensors = _half_state(random_unet(SD21_UNCLIP_L_UNET, 4000), "model.diffusion_model.")
     text_config = json.loads((configs / "text_encoders" / "sd2_clip_config.json").read_text())
     text = comfy.clip_model.CLIPTextModel(text_config, torch.float32, "cpu", comfy.ops.disable_weight_init)
-    _init_parameters(text, 4001)
+    init_parameters(text, 4001)
     # the text tower in the OpenCLIP layout of released SD2.x checkpoints, converted by ComfyUI's own saver
     openclip = _half_state(text, "cond_stage_model.model.transformer.")
     del text
@@ -187,11 +187,11 @@ def build_sd21_unclip_l(path: Path) -> None:
     vision = comfy.clip_model.CLIPVisionModelProjection(
         vision_config, torch.float32, "cpu", comfy.ops.disable_weight_init
     )
-    _init_parameters(vision, 4002)
+    init_parameters(vision, 4002)
     tensors.update(_half_state(vision, "embedder.model.visual."))
     del vision
     vae = comfy.taesd.taesd.TAESD(latent_channels=4)
-    _init_parameters(vae, 4003)
+    init_parameters(vae, 4003)
     tensors.update(_half_state(vae, "first_stage_model."))
     _save(tensors, path)
 

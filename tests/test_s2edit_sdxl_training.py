@@ -22,12 +22,12 @@ def sdxl_clip(embedding_directory: list[str], seed: int):
     import comfy.sd
     import comfy.sdxl_clip
 
-    from harness.tiny_models import _init_parameters
+    from harness.tiny_models import init_parameters
 
     target = SimpleNamespace(clip=comfy.sdxl_clip.SDXLClipModel, tokenizer=comfy.sdxl_clip.SDXLTokenizer, params={})
     options = {"clip_l_model_config": SMALL_TEXT_ENCODER, "clip_g_model_config": SMALL_TEXT_ENCODER}
     clip = comfy.sd.CLIP(target, embedding_directory=embedding_directory, model_options=options)
-    _init_parameters(clip.cond_stage_model, seed)
+    init_parameters(clip.cond_stage_model, seed)
     return clip
 
 
