@@ -43,44 +43,26 @@ def plans(steps: int, source: torch.Tensor, target: torch.Tensor) -> dict:
     from precise_edit.nodes.word_attention_inputs import tag_conditioning
 
     conditioning = tag_conditioning([[torch.cat([source, target]), {}]], "bench")
-    common = dict(conditioning=conditioning, target=PromptTarget(tag="bench"), controller="replace", context_length=77)
+    common = dict(
+        conditioning=conditioning,
+        target=PromptTarget(tag="bench"),
+        controller="replace",
+        context_length=77,
+        identity_masks=(),
+    )
+    p2p = dict(common, self_steps=self_steps(steps, 0.5))
     identity = CrossAttentionEdit(torch.eye(77))
     blend = LocalBlendPlan(BLENDED, BLENDED, 0.3, blend_start_step(steps))
     weighted = CrossAttentionEdit(torch.eye(77), weights=equalizer(77, {WEIGHTED: 2.0}))
     default = cross_replace_alpha(steps, 77, 0.8)
+    window = cross_replace_alpha(steps, 77, 0.8, [((SWAPPED,), (0.2, 0.6))])
     return {
         "two prompts": EditPlan(
-            **common,
-            edit=identity,
-            cross_alpha=cross_replace_alpha(steps, 77, 0.0),
-            self_steps=range(0),
-            blend=None,
-            identity_masks=(),
+            **common, edit=identity, cross_alpha=cross_replace_alpha(steps, 77, 0.0), self_steps=range(0), blend=None
         ),
-        "p2p": EditPlan(
-            **common,
-            edit=identity,
-            cross_alpha=default,
-            self_steps=self_steps(steps, 0.5),
-            blend=None,
-            identity_masks=(),
-        ),
-        "p2p+blend+weight": EditPlan(
-            **common,
-            edit=weighted,
-            cross_alpha=default,
-            self_steps=self_steps(steps, 0.5),
-            blend=blend,
-            identity_masks=(),
-        ),
-        "p2p+word window": EditPlan(
-            **common,
-            edit=identity,
-            cross_alpha=cross_replace_alpha(steps, 77, 0.8, [((SWAPPED,), (0.2, 0.6))]),
-            self_steps=self_steps(steps, 0.5),
-            blend=None,
-            identity_masks=(),
-        ),
+        "p2p": EditPlan(**p2p, edit=identity, cross_alpha=default, blend=None),
+        "p2p+blend+weight": EditPlan(**p2p, edit=weighted, cross_alpha=default, blend=blend),
+        "p2p+word window": EditPlan(**p2p, edit=identity, cross_alpha=window, blend=None),
     }
 
 

@@ -88,7 +88,7 @@ def test_training_performs_the_edit_on_held_out_sources_and_leaves_the_base_mode
     assert len(loss) == LEARN_STEPS and sum(loss[-15:]) < 0.4 * sum(loss[:15])
     # the edit: the shape's cells turn from red towards blue, in latents and in the decoded image
     assert after.edited_to_target < 0.7 * after.edited_to_source, after
-    red, green, blue = after.shape_colour
+    red, _, blue = after.shape_colour
     assert blue > red + 0.2 and distance(after.shape_colour, TARGET_COLOUR) < 0.6 * distance(
         after.shape_colour, SOURCE_COLOUR
     ), after
