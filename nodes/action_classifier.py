@@ -11,7 +11,7 @@ import comfy.model_management
 import comfy.utils
 import folder_paths
 import torch
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.action_classifier import (
     ACTIONS,

@@ -7,7 +7,7 @@ from pathlib import Path
 import comfy.model_management
 import comfy.utils
 import torch
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.action_classifier import ACTIONS, held_out_split, mean_decision, padded, train_action_mlp
 from ..core.atomic_file import save_safetensors_atomically

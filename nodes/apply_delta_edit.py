@@ -2,7 +2,7 @@
 
 import comfy.clip_vision
 import torch
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.clip_delta import DeltaDirection
 from ..core.delta_edit import DeltaEditModel, apply_delta, predict_delta, straightforward_delta

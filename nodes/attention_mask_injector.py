@@ -1,7 +1,7 @@
 """PreciseEdit_AttentionMaskInjector: confine chosen words' cross-attention to a spatial mask."""
 
 import torch
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from .cross_attention_patch import StepRange, TokenMask, add_cross_attention_effect, cross_attention_layers
 from .mask_input import spatial_mask_batch

@@ -1,7 +1,7 @@
 """PreciseEdit_AttentionToMask: turn captured cross-attention into one mask per word."""
 
 import torch
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.attention_store import AttentionStore
 from ..core.heatmap import heatmap

@@ -1,6 +1,6 @@
 """PreciseEdit_CaptureCrossAttention: record chosen words' cross-attention maps while sampling."""
 
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.attention_store import AttentionStore
 from .cross_attention_patch import AttentionCapture, StepRange, add_cross_attention_effect, cross_attention_layers

@@ -2,7 +2,7 @@
 
 import torch
 import torch.nn.functional as F
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.clip_delta import DeltaDirection, image_direction, text_direction
 from .joint_clip_loader import JointClipModel

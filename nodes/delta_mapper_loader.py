@@ -1,6 +1,6 @@
 """PreciseEdit_DeltaMapperLoader: a trained Delta Mapper from models/delta_mappers."""
 
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.delta_mapper_file import load_delta_edit_model
 from .model_folders import DELTA_MAPPERS, model_path

@@ -3,7 +3,7 @@
 import comfy.model_management
 import comfy.utils
 import torch
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.delta_edit import DeltaEditModel
 from ..core.delta_mapper import DeltaMapper, DeltaMapperConfig

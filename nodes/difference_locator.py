@@ -1,7 +1,7 @@
 """PreciseEdit_DifferenceLocator: the rough edit mask from where an editor changed the image."""
 
 import torch
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.difference_locator import METRICS, difference_mask
 

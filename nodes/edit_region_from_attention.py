@@ -1,7 +1,7 @@
 """PreciseEdit_EditRegionFromAttention: ZONE's rough edit mask M_b from the recorded start/end-token attention."""
 
 import torch
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.attention_store import AttentionStore
 from ..core.edit_region import PAPER_THRESHOLD, RELEASED_THRESHOLD, attention_difference, edit_region

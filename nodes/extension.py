@@ -1,6 +1,6 @@
 """The node list ComfyUI registers for Precise Edit."""
 
-from comfy_api.latest import ComfyExtension, io
+from .comfy_node_api import ComfyExtension, io
 
 from .action_classifier import ActionClassifier
 from .action_classifier_trainer import ActionClassifierTrainer

@@ -14,7 +14,7 @@ import comfy.samplers
 import node_helpers
 import torch
 from comfy.model_patcher import ModelPatcher
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.fused_guidance import fuse_predictions
 from ..core.ip2p_guidance import instruct_pix2pix_guidance

@@ -4,7 +4,7 @@ import comfy.sd
 import comfy.utils
 import numpy as np
 import torch
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.atomic_file import save_safetensors_atomically
 from .embedding_file import LORAS, check_name, free_stem, save_embedding, save_folder

@@ -2,7 +2,7 @@
 
 from comfy.model_patcher import ModelPatcher
 from comfy.sd import CLIP
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.attention_store import AttentionStore
 from .cross_attention_patch import (

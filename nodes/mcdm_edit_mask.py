@@ -14,7 +14,7 @@ import comfy.model_management
 import comfy.samplers
 import torch
 import torch.nn.functional as F
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.diffedit_mask import diffedit_mask, difference_map, encode_timestep
 from ..core.mcdm_guidance import ALL, ALL_SOURCE, IMAGE, IMAGE_CONCAT, UNCOND, mcdm_guidance

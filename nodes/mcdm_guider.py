@@ -12,7 +12,7 @@ from typing import Any
 import comfy.samplers
 import torch
 import torch.nn.functional as F
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.mask_stack import as_mask_batch
 from ..core.mcdm_guidance import (

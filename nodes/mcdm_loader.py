@@ -24,7 +24,7 @@ import comfy.model_detection
 import comfy.utils
 import folder_paths
 import torch
-from comfy_api.latest import io
+from .comfy_node_api import io
 from safetensors.torch import load_file
 
 from ..core.mcdm_adapter import build_adapter, strip_module_prefix

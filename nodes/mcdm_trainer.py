@@ -20,7 +20,7 @@ import comfy.model_management
 import comfy.utils
 import torch
 import torch.utils.checkpoint
-from comfy_api.latest import io
+from .comfy_node_api import io
 from safetensors import safe_open
 
 from ..core.atomic_file import save_safetensors_atomically

@@ -1,7 +1,7 @@
 """PreciseEdit_NullTextInversion: invert a real image's latent into noise plus per-step null-text embeddings."""
 
 import torch
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from .epsilon_model import check_epsilon_model
 from .inversion import MODES, NULL_TEXT, check_conditioning, check_latent, invert

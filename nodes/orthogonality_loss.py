@@ -2,7 +2,7 @@
 
 import torch
 from comfy.sd import CLIP
-from comfy_api.latest import io
+from .comfy_node_api import io
 from comfy_execution.graph_utils import ExecutionBlocker
 
 from ..core.orthogonality_loss import absolute_cosine

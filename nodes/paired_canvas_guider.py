@@ -2,7 +2,7 @@
 
 import comfy.samplers
 import torch
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.composable_canvas import CanvasStrengths, check_canvas_width, combine_denoised, guided
 

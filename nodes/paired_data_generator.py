@@ -1,7 +1,7 @@
 """PreciseEdit_PairedDataGenerator: split a generated double-width canvas into (x_A, x_B) and save the pair."""
 
 import torch
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.composable_canvas import split_canvas
 from ..core.mcdm_pairs import append_pairs

@@ -3,7 +3,7 @@
 import json
 
 import torch
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.mask_stack import mask_stack
 from ..core.region_iou import NO_OVERLAP_POLICIES, SELECTION_MODES, select_region

@@ -2,7 +2,7 @@
 
 import comfy.model_management
 import comfy.utils
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 from ..core.sam_architecture import sam_from_state_dict
 from .model_folders import model_path

@@ -7,7 +7,7 @@ import comfy.model_management
 import comfy.utils
 import numpy as np
 import torch
-from comfy_api.latest import io
+from .comfy_node_api import io
 from segment_anything.modeling import Sam
 
 from ..core.sam_everything import SORT_KEYS, EverythingSettings, segment_everything

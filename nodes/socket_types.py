@@ -1,6 +1,6 @@
 """Custom socket types that carry Precise Edit objects between nodes."""
 
-from comfy_api.latest import io
+from .comfy_node_api import io
 
 AttentionMaps = io.Custom("PE_ATTENTION")
 InvertedLatent = io.Custom("PE_INVERSION")
