@@ -11,7 +11,6 @@ import comfy.model_management
 import comfy.utils
 import folder_paths
 import torch
-from .comfy_node_api import io
 
 from ..core.action_classifier import (
     ACTIONS,
@@ -25,6 +24,7 @@ from ..core.action_classifier import (
 )
 from ..core.instruction_rules import classify_instruction
 from .action_classifier_text import instruction_states
+from .comfy_node_api import io
 from .model_folders import model_path, register_model_folder
 
 ACTION_CLASSIFIERS = "action_classifiers"
@@ -80,8 +80,9 @@ class ActionClassifier(io.ComfyNode):
             description=(
                 "Classifies an edit instruction as change, add or remove (ZONE's action classifier) and outputs "
                 "what ZONE derives from it: the MagicBrush fusion weight β (0.2 for remove, 0.01 otherwise) and "
-                "which image SAM segments (the original for remove, the edited image otherwise). Uses a learned "
-                "MLP on the CLIP text states, or transparent keyword rules when no classifier file is chosen."
+                "which image SAM segments (the original for remove, the edited image otherwise; Image To Segment "
+                "picks it). Uses a learned MLP on the CLIP text states, or transparent keyword rules when no "
+                "classifier file is chosen."
             ),
             inputs=[
                 io.String.Input(
@@ -124,7 +125,8 @@ class ActionClassifier(io.ComfyNode):
                 ),
                 io.Boolean.Output(
                     display_name="SEGMENT_ORIGINAL",
-                    tooltip="True when SAM should segment the original image (remove), for image switches.",
+                    tooltip="True when SAM should segment the original image (remove): connect it to Image To "
+                    "Segment's segment_original.",
                 ),
                 io.String.Output(
                     display_name="DETAILS",

@@ -16,6 +16,7 @@ from .edit_region_from_attention import EditRegionFromAttention
 from .fft_edge_smoother import FFTEdgeSmoother
 from .fused_instruct_guider import FusedInstructGuiderNode
 from .identity_trainer import IdentityTokenTrainer
+from .image_to_segment import ImageToSegment
 from .instruction_locator import InstructionLocator
 from .inversion_reconstruct import InversionReconstruct
 from .joint_clip_loader import JointCLIPLoader
@@ -30,9 +31,11 @@ from .paired_data_generator import PairedDataGenerator
 from .prompt_to_prompt import PromptToPromptEdit
 from .prompt_to_prompt_identity_prompt import IdentityPrompt
 from .region_iou_select import RegionIoUSelect
+from .resize_and_pad import ResizeAndPad
 from .sam_loader import SAMLoader
 from .sam_segment_everything import SAMSegmentEverything
 from .spatial_control import SpatialControlNode
+from .unpad import UnPad
 
 
 class PreciseEditExtension(ComfyExtension):
@@ -69,4 +72,7 @@ class PreciseEditExtension(ComfyExtension):
             PairedCanvasGuider,
             PairedDataGenerator,
             MCDMTrainer,
+            ResizeAndPad,
+            UnPad,
+            ImageToSegment,
         ]
