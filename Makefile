@@ -1,18 +1,31 @@
 # The two commands a newcomer needs: `make demo` (main job) and `make test`. Both build the environment first.
+# `make test-comfy033` / `make demo-comfy033` run the same against ComfyUI 0.33.0 in a second environment, built
+# from ../shared/comfyui/ComfyUI-0.33.0.tar.gz (see scripts/setup_env.sh).
 PY := .venv/bin/python
+PY033 := .venv-comfy033/bin/python
+COMFY033 := COMFYUI_PATH=$(CURDIR)/.cache/ComfyUI-0.33.0
 
-.PHONY: env demo test lint bench
+.PHONY: env env-comfy033 demo demo-comfy033 test test-comfy033 lint bench
 
 env:
 	@bash scripts/setup_env.sh
 
+env-comfy033:
+	@bash scripts/setup_env.sh comfy033
+
 demo: env
 	$(PY) -m harness.run_workflows --out output
+
+demo-comfy033: env-comfy033
+	$(COMFY033) $(PY033) -m harness.run_workflows --out output/comfy033
 
 test: env
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
+
+test-comfy033: env-comfy033
+	$(COMFY033) $(PY033) -m pytest -q
 
 bench: env
 	$(PY) bench/attention_overhead.py

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 __all__ = ["PromptFailed", "last_events", "run_prompt"]
 
 CLIENT_ID = "precise-edit-harness"
+# Every cache setting ComfyUI's main.py passes its PromptExecutor: LRU size and the RAM-pressure headrooms (active,
+# and inactive since ComfyUI reads a third one). A ComfyUI reads only those it knows; the CLASSIC cache uses none.
+CACHE_ARGS = {"lru": 0, "ram": 0, "ram_inactive": 0}
 
 
 class _ServerStub:
@@ -67,10 +70,16 @@ def _get_executor() -> PromptExecutor:
         import execution
 
         comfy.utils.set_progress_bar_global_hook(_progress_hook)
-        _executor = execution.PromptExecutor(
-            _server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0}
-        )
+        _executor = execution.PromptExecutor(_server, cache_type=execution.CacheType.CLASSIC, cache_args=CACHE_ARGS)
     return _executor
+
+
+def _cached_outputs(executor: PromptExecutor, node_id: str) -> Any:
+    """The output cache's entry for ``node_id``: through the synchronous ``get_local`` where the cache has one
+    (ComfyUI made ``get`` a coroutine and put ``get_local`` beside it), else through the synchronous ``get``."""
+    cache = executor.caches.outputs
+    get_local = getattr(cache, "get_local", None)
+    return get_local(node_id) if get_local is not None else cache.get(node_id)
 
 
 async def _validate(prompt_id: str, prompt: dict[str, Any], wanted: list[str]) -> list[str]:
@@ -132,7 +141,7 @@ def run_prompt(prompt: dict[str, Any], outputs: list[str] | None = None) -> dict
             raise PromptFailed(message, node_id=data["node_id"], details=data)
     results = {}
     for node_id in wanted:
-        entry = executor.caches.outputs.get(node_id)
+        entry = _cached_outputs(executor, node_id)
         if entry is None or entry.outputs is None:
             raise PromptFailed(f"node {node_id} ({prompt[node_id]['class_type']}) produced no output", node_id)
         results[node_id] = _as_returned(prompt[node_id]["class_type"], entry.outputs)

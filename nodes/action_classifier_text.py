@@ -15,7 +15,7 @@ cost (~12 instead of 77 tokens per instruction).
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-import comfy.ops
+import comfy.model_management
 import torch
 
 
@@ -72,7 +72,7 @@ def _encode_prefix(clip: object, rows: list[list[int]]) -> torch.Tensor:
     embeddings = text_model.embeddings
     device = embeddings.token_embedding.weight.device
     ids = torch.tensor(rows, device=device)
-    positions = comfy.ops.cast_to(embeddings.position_embedding.weight, dtype=torch.float32, device=device)
+    positions = comfy.model_management.cast_to(embeddings.position_embedding.weight, dtype=torch.float32, device=device)
     x = embeddings.token_embedding(ids, out_dtype=torch.float32) + positions[: ids.shape[1]]
     causal = torch.full((ids.shape[1],) * 2, -torch.finfo(x.dtype).max, dtype=x.dtype, device=device).triu_(1)
     x, _ = text_model.encoder(x, mask=causal)

@@ -51,7 +51,7 @@ from .cross_attention_patch import (
 from .differentiable_weights import _aliasable, storage_alias, with_differentiable_weights
 from .epsilon_model import check_epsilon_model
 from .lora_file import lora_tensors, text_encoder_lora_name, unet_lora_name, unet_lora_names
-from .prepared_model import run_prepared, with_cross_attention
+from .prepared_model import require_gradients, run_prepared, with_cross_attention
 from .prompt_tokens import TOKENIZER_ATTRIBUTES, WordPositions, locate_words
 
 UNET_TARGETS = (".to_q", ".to_k", ".to_v", ".to_out.0")
@@ -184,11 +184,16 @@ class PlaceholderTokenizer:
                 setattr(self.tokenizer, name, patched)
 
     def _lookup(self, inner) -> Callable[[str], tuple]:
+        """The tokenizer's own lookup with the embedding (always the first element) replaced for placeholder
+        names, so the tuple keeps whatever else the ComfyUI at hand returns: ``(embed, leftover)`` or
+        ``(embed, embedding_name, leftover)``."""
+
         def lookup(embedding_name: str) -> tuple:
-            name, *rest = embedding_name.split()
+            found = inner._try_get_embedding(embedding_name)
+            name = embedding_name.split()[0]
             if name in self.vectors:
-                return self.vectors[name][inner.embedding_key], " ".join(rest)
-            return inner._try_get_embedding(embedding_name)
+                return (self.vectors[name][inner.embedding_key], *found[1:])
+            return found
 
         return lookup
 
@@ -498,6 +503,7 @@ def train_identity(
         return fixed[placeholder]
 
     def work(guider, model_options, latent):
+        require_gradients(model_options, "identity training")
         trained_clip.load_model()
         sampling = guider.inner_model.model_sampling
         device = latent.device

@@ -44,6 +44,21 @@ def run_prepared(
     return guider.sample(torch.zeros_like(latent), latent, _PreparedWork(work), sigmas, disable_pbar=True, seed=0)
 
 
+def require_gradients(model_options: dict, task: str) -> None:
+    """Refuse ``task``, which backpropagates through the UNet, on a model spread over several GPUs.
+
+    A MultiGPU node makes the guider put ``multigpu_clones`` in the model options; ``calc_cond_batch`` then runs
+    the UNet in worker threads under ``torch.no_grad``, so no gradient would reach what ``task`` optimises.
+    """
+    clones = model_options.get("multigpu_clones")
+    if clones:
+        raise ValueError(
+            f"model: {task} backpropagates through the UNet, but this MODEL is split over {len(clones)} devices by "
+            "a MultiGPU node, whose worker threads run the UNet without gradients; connect the model without the "
+            "MultiGPU node"
+        )
+
+
 def with_cross_attention(cond: dict, embedding: torch.Tensor) -> dict:
     """A copy of a processed cond whose text embedding (``c_crossattn``) is ``embedding``."""
     model_conds = dict(cond["model_conds"])
