@@ -17,7 +17,7 @@ from ..core.ddim_inversion import DDIMSchedule, ddim_invert, ddim_schedule, to_v
 from ..core.null_text_inversion import NullTextResult, NullTextSettings, guided_ddim_sample, optimise_null_text
 from .differentiable_weights import with_differentiable_weights
 from .epsilon_model import check_epsilon_model
-from .prepared_model import GuiderNoisePredictor, cross_attention_of, run_prepared
+from .prepared_model import GuiderNoisePredictor, cross_attention_of, require_gradients, run_prepared
 
 NULL_TEXT = "null-text (optimised)"
 NEGATIVE_PROMPT = "negative-prompt (fast)"
@@ -127,6 +127,8 @@ def invert(
         schedule = ddim_schedule(model.get_model_object("model_sampling").sigmas, steps)
 
         def work(guider, model_options: dict, z0: torch.Tensor) -> torch.Tensor:
+            if optimising:
+                require_gradients(model_options, "null-text inversion")
             predictor = GuiderNoisePredictor(guider, model_options)
             trajectory = ddim_invert(predictor.conditional, z0, schedule, lambda i, x0: progress(i, x0, None, total))
             if optimising:
