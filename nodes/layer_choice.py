@@ -1,4 +1,5 @@
-"""Choosing cross-attention layers by token-grid resolution, as a fraction of the image size."""
+"""Choosing cross-attention layers by token-grid resolution, as a fraction of the image size, and counting a
+layer's tokens at a given latent size."""
 
 from .cross_attention_patch import CrossAttentionLayer
 
@@ -10,6 +11,14 @@ LAYER_CHOICES: dict[str, int | None] = {
     "all": None,
 }
 DEFAULT_LAYER_CHOICE = "1/32 (16×16 at 512 px)"
+
+
+def grid_tokens(layer: CrossAttentionLayer, latent_hw: tuple[int, int]) -> float:
+    """The layer's attention tokens for a latent of ``latent_hw``: h·w / 4^level (each downsampling halves both
+    sides). Exact for sides divisible by 2^level; otherwise the geometric size, which ComfyUI's padded
+    downsampling rounds up, so the ratio between two layers' counts is always a power of 4."""
+    height, width = latent_hw
+    return height * width / 4**layer.level
 
 
 def choose_layers(layers: list[CrossAttentionLayer], choice: str) -> list[CrossAttentionLayer]:

@@ -70,8 +70,9 @@ class PromptToPromptEdit(io.ComfyNode):
                     min=0.0,
                     max=1.0,
                     step=0.01,
-                    tooltip="Fraction of the steps whose self-attention (layers ≤ 32² tokens at 512 px) comes from "
-                    "the source. 0.5 as in the P2P examples; PIE-Bench uses 0.6.",
+                    tooltip="Fraction of the steps whose self-attention comes from the source, in the layers with "
+                    "at most 1/4 of the finest attention grid's tokens (SD1.x: 32², 16², 8² at 512 px; SDXL: its 32² "
+                    "layers at 1024 px). 0.5 as in the P2P examples; PIE-Bench uses 0.6.",
                 ),
                 io.String.Input(
                     "word_weights",

@@ -234,8 +234,9 @@ def patch_model(model: ModelPatcher, plan: EditPlan, inversion: Inversion) -> tu
         effect = TokenMask(identity.positions, plan.context_length, masks, 1.0, False, every_step, plan.target)
         patched = add_cross_attention_effect(patched, effect, layers)
     if plan.self_steps:
+        self_layers = self_replace_layers(model, tuple(inversion.noise.shape[-2:]))
         patched = add_self_attention_replace(
-            patched, StepRange.from_steps(sigmas, plan.self_steps), plan.target, self_replace_layers(model)
+            patched, StepRange.from_steps(sigmas, plan.self_steps), plan.target, self_layers
         )
     return patched, store
 

@@ -5,11 +5,27 @@ steps, each edit's self-attention probabilities are the source's, applied to the
 
     O_tgt = softmax(Q_src K_srcᵀ / √d) V_tgt,
 
-which is an ordinary attention call on (Q_src, K_src, V_tgt), so no probability matrix is materialised. The layers
-are those with at most 32² tokens at 512 px (P2P's ``attn.shape[1] <= 32 ** 2``): a token-grid stride of at least
-16 image pixels, found from the model's own blocks (``cross_attention_layers``), so SDXL's layers at any image size
-follow the same rule. The rows of the source and of untargeted chunks come from the attention that was there
-before (an earlier ``attn1`` replace, or ComfyUI's attention); the replaced rows use ComfyUI's attention directly.
+which is an ordinary attention call on (Q_src, K_src, V_tgt), so no probability matrix is materialised. The rows of
+the source and of untargeted chunks come from the attention that was there before (an earlier ``attn1`` replace, or
+ComfyUI's attention); the replaced rows use ComfyUI's attention directly.
+
+Which layers. The official null-text + prompt-to-prompt code (SD1.4 at 512 px) replaces a layer's self-attention
+when ``att.shape[2] <= 32 ** 2``, i.e. when the layer has at most 1024 tokens, and its finest attention grid there
+is the 64×64 latent: 32², 16² and 8² layers are replaced, the 64² layers keep their own attention and carry the
+edit's fine structure. The count is written for that one model and size, so it is scaled here by the finest
+attention grid of the connected model at the latent being edited:
+
+    replace a layer  ⇔  T_layer ≤ 32² · T_finest / 64² = T_finest / 4,
+
+with T the token count (``layer_choice.grid_tokens``). As a fraction of the latent's h·w tokens the limit is 1/4 on
+SD1.x/2.x (attention starts at the latent's own grid) and 1/16 on SDXL (its first level has no transformer, so its
+finest attention grid has half the latent's side). At SD1.x's 512 px and at SDXL's 1024 px it is the official 32²
+itself: SD1.x replaces its 32², 16² and 8² layers, SDXL only its 32² layers (60 of 70), and its 64² layers stay
+free. Both the limit and each layer's count scale with the image area, so the same layers are chosen at every image
+size (the unscaled count would replace all 70 SDXL layers at 512 px and none of SD1.x's 32² ones at 1024 px). The
+rule the pack used before, a token stride of at least 16 image pixels, is the 1/4 fraction on every model: on SDXL
+it replaced all 70 layers and locked the edit's structure to the source's. (The first prompt-to-prompt notebook
+used 16², the 16² and 8² layers at 512 px; the null-text notebook, S2Edit's inference stack, uses 32².)
 """
 
 from collections.abc import Sequence
@@ -27,14 +43,26 @@ from .cross_attention_patch import (
     cross_attention_layers,
     ensure_call_wrappers,
 )
+from .layer_choice import grid_tokens
 
-SELF_REPLACE_MIN_STRIDE = 16
-"""Image pixels per token side from which self-attention is replaced: 512 / 16 = 32 tokens per side."""
+OFFICIAL_TOKEN_LIMIT = 32**2
+"""The official rule's token count, ``att.shape[2] <= 32 ** 2`` (null-text notebook, SD1.4 at 512 px)."""
+OFFICIAL_FINEST_TOKENS = 64**2
+"""The tokens of the finest attention grid the official rule was written for (SD1.4's 64×64 latent at 512 px)."""
 
 
-def self_replace_layers(model: ModelPatcher) -> list[CrossAttentionLayer]:
-    """The transformer layers whose self-attention prompt-to-prompt replaces (≤ 32² tokens at 512 px)."""
-    return [layer for layer in cross_attention_layers(model) if layer.image_stride >= SELF_REPLACE_MIN_STRIDE]
+def self_replace_token_limit(finest_tokens: float) -> float:
+    """The official 32² limit scaled to a model whose finest attention grid has ``finest_tokens`` tokens."""
+    return OFFICIAL_TOKEN_LIMIT * finest_tokens / OFFICIAL_FINEST_TOKENS
+
+
+def self_replace_layers(model: ModelPatcher, latent_hw: tuple[int, int]) -> list[CrossAttentionLayer]:
+    """The transformer layers whose self-attention prompt-to-prompt replaces for a latent of ``latent_hw``: those
+    with at most ``self_replace_token_limit`` tokens (see the module docstring)."""
+    layers = cross_attention_layers(model)
+    tokens = [grid_tokens(layer, latent_hw) for layer in layers]
+    limit = self_replace_token_limit(max(tokens))
+    return [layer for layer, count in zip(layers, tokens, strict=True) if count <= limit]
 
 
 class SelfAttentionReplace:
