@@ -74,7 +74,7 @@ def mcdm_step_times(model, clip, vae, joint, folder: Path, steps: int, batch: in
             model,
             clip,
             vae,
-            str(folder),
+            folder.name,  # pairs folders are named relative to ComfyUI's input (or output) directory
             steps,
             batch,
             1e-4,
@@ -137,7 +137,7 @@ def bench_steps(args, base: Path) -> None:
     sd15_model, clip, vae, joint = world(base)
     model = tiny_base_model() if args.model == "tiny" else sd15_model
     pairs = make_pairs(8, args.size, seed=1)
-    folder = write_pairs_folder(base / "pairs", pairs)
+    folder = write_pairs_folder(base / "comfy" / "input" / "pairs", pairs)
     latents = torch.randn(8, 4, args.size // 8, args.size // 8)
     times: dict[str, list[float]] = {"MCDM full UNet": [], "TrainLoraNode rank 8": []}
     for _ in range(args.repeats):
@@ -171,7 +171,7 @@ def bench_learning(args, base: Path) -> None:
     from precise_edit.nodes.mcdm_trainer import NULL_GUIDER, MCDMTrainer
 
     model = tiny_base_model(channels=args.channels)
-    folder = write_pairs_folder(base / "pairs", make_pairs(args.pairs, args.size, seed=1))
+    folder = write_pairs_folder(base / "comfy" / "input" / "pairs", make_pairs(args.pairs, args.size, seed=1))
     held_out = make_pairs(8, args.size, seed=2)
     with torch.inference_mode():
         untrained = mcdm_from_base_model(model, seed=0)
@@ -183,7 +183,7 @@ def bench_learning(args, base: Path) -> None:
             model,
             clip,
             vae,
-            str(folder),
+            folder.name,  # pairs folders are named relative to ComfyUI's input (or output) directory
             args.learn,
             args.batch,
             args.lr,

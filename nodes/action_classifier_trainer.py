@@ -7,14 +7,14 @@ from pathlib import Path
 import comfy.model_management
 import comfy.utils
 import torch
-from .comfy_node_api import io
 
 from ..core.action_classifier import ACTIONS, held_out_split, mean_decision, padded, train_action_mlp
 from ..core.atomic_file import save_safetensors_atomically
 from .action_classifier import ACTION_CLASSIFIERS, METADATA_KEY
 from .action_classifier_text import instruction_states_up_to_eos
+from .comfy_node_api import io
 from .loss_curve_preview import PREVIEW_SIZE, PREVIEWS, loss_curve
-from .model_folders import save_folder
+from .model_folders import named_path
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = "data/zone_instructions.jsonl"
@@ -56,13 +56,6 @@ def read_instructions(path: Path) -> tuple[list[str], list[int]]:
     if missing:
         raise ValueError(f"{path.name} has no examples of {missing}: every action needs some")
     return texts, labels
-
-
-def output_path(name: str) -> Path:
-    stem = name.strip().removesuffix(".safetensors")
-    if not stem or any(part in stem for part in ("/", "\\", "..")):
-        raise ValueError(f"name {name!r} must be a plain file name (saved as models/{ACTION_CLASSIFIERS}/<name>)")
-    return save_folder(ACTION_CLASSIFIERS) / f"{stem}.safetensors"
 
 
 def accuracy(mlp: torch.nn.Module, states: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> float:
@@ -121,7 +114,9 @@ class ActionClassifierTrainer(io.ComfyNode):
                 io.String.Input(
                     "name",
                     default="zone_action_classifier",
-                    tooltip="Saved as models/action_classifiers/<name>.safetensors (replacing a file of that name).",
+                    tooltip="Saved as models/action_classifiers/<name>.safetensors (replacing a file of that name); "
+                    "'sub/name' saves in a subfolder. '..', absolute paths, drive letters and Windows device names "
+                    "(CON, NUL, …) are refused.",
                 ),
             ],
             outputs=[
@@ -147,7 +142,7 @@ class ActionClassifierTrainer(io.ComfyNode):
         seed: int,
         name: str,
     ) -> io.NodeOutput:
-        path = output_path(name)
+        path = named_path(ACTION_CLASSIFIERS, name)
         source = dataset_path(dataset)
         texts, labels = read_instructions(source)
         train, held_out = held_out_split(labels, held_out_fraction, seed)

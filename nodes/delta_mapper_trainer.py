@@ -3,17 +3,17 @@
 import comfy.model_management
 import comfy.utils
 import torch
-from .comfy_node_api import io
 
 from ..core.delta_edit import DeltaEditModel
 from ..core.delta_mapper import DeltaMapper, DeltaMapperConfig
 from ..core.delta_mapper_file import save_delta_edit_model
 from ..core.delta_relevance import estimate_relevance
 from ..core.delta_training import DEFAULT_BATCH_SIZE, DEFAULT_LEARNING_RATE, code_scale, train_delta_mapper
+from .comfy_node_api import io
 from .delta_training_data import clip_vision_fingerprint, folder_signature, training_embeddings
 from .joint_clip_loader import JointClipModel
 from .loss_curve_preview import PREVIEW_SIZE, PREVIEWS, loss_curve
-from .model_folders import DELTA_MAPPERS, next_free_path, save_folder
+from .model_folders import DELTA_MAPPERS, next_free_path
 from .socket_types import DeltaMapperType, JointClip
 
 
@@ -64,7 +64,9 @@ class DeltaMapperTrainer(io.ComfyNode):
                 io.String.Input(
                     "filename_prefix",
                     default="delta_mapper",
-                    tooltip="Saved as models/delta_mappers/<prefix>_NNNNN.safetensors.",
+                    tooltip="Saved as models/delta_mappers/<prefix>_NNNNN.safetensors; 'sub/name' saves in a "
+                    "subfolder. '..', absolute paths, drive letters and Windows device names (CON, NUL, …) are "
+                    "refused.",
                 ),
                 io.Image.Input(
                     "images", optional=True, tooltip="Training images as a batch, added to the folder's images."
@@ -93,7 +95,7 @@ class DeltaMapperTrainer(io.ComfyNode):
         filename_prefix: str,
         images: torch.Tensor | None = None,
     ) -> io.NodeOutput:
-        path = next_free_path(save_folder(DELTA_MAPPERS), filename_prefix)
+        path = next_free_path(DELTA_MAPPERS, filename_prefix)
         data = training_embeddings(joint_clip, clip_vision, folder, images)
         progress = comfy.utils.ProgressBar(steps)
         losses: list[float] = []

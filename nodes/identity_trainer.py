@@ -4,9 +4,9 @@ import comfy.sd
 import comfy.utils
 import numpy as np
 import torch
-from .comfy_node_api import io
 
 from ..core.atomic_file import save_safetensors_atomically
+from .comfy_node_api import io
 from .embedding_file import LORAS, check_name, free_stem, save_embedding, save_folder
 from .identity import Identity, IdentityToken
 from .identity_training import (
@@ -21,6 +21,7 @@ from .identity_training import (
 )
 from .loss_curve_preview import PREVIEW_SIZE, PREVIEWS, loss_curve
 from .mask_input import spatial_mask_batch
+from .save_names import name_parts
 from .socket_types import IdentityType, SemanticControlType, SpatialControlType
 
 IDENTITY = "[I]"
@@ -125,7 +126,8 @@ class IdentityTokenTrainer(io.ComfyNode):
                 io.String.Input(
                     "name",
                     default="pe_identity",
-                    tooltip="File stem: <name>_NNNNN.safetensors in models/embeddings and models/loras.",
+                    tooltip="File stem: <name>_NNNNN.safetensors in models/embeddings and models/loras (letters, "
+                    "digits, '_' and '-'; not a Windows device name such as CON or NUL).",
                 ),
                 io.Mask.Input(
                     "mask",
@@ -206,6 +208,7 @@ class IdentityTokenTrainer(io.ComfyNode):
     ) -> io.NodeOutput:
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
+        name_parts(name, "name", "models/embeddings and models/loras", subfolders=False)
         stem = free_stem(check_name(name))
         if mask is None and spatial_control is not None:
             mask = spatial_control.mask

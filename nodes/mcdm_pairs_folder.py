@@ -1,37 +1,32 @@
-"""Where MCDM pairs folders live for ComfyUI: written under the output directory, read from output or input."""
+"""Where MCDM pairs folders live for ComfyUI: written under the output directory, read from output or input.
+
+A pairs folder is named relative to those directories and checked by ``save_names`` (so ``..``, absolute paths,
+drive letters and UNC shares are refused on every OS): a node on a shared server writes and reads only where
+ComfyUI keeps its own images, never a folder elsewhere that a user types in.
+"""
 
 from pathlib import Path
 
 import folder_paths
 
+from .save_names import name_parts, path_inside
 
-def _relative(folder: str, name: str) -> Path:
-    path = Path(folder.strip()).expanduser()
-    if not folder.strip():
-        raise ValueError(f"{name} is empty: give a folder name such as 'mcdm_pairs/santa'")
-    return path
+OUTPUT = "ComfyUI's output directory"
+OUTPUT_OR_INPUT = "ComfyUI's output or input directory"
 
 
 def pairs_folder_for_writing(folder: str) -> Path:
-    """An absolute folder, or one relative to ComfyUI's output directory (it must stay inside it)."""
-    path = _relative(folder, "folder")
-    if path.is_absolute():
-        return path
-    root = Path(folder_paths.get_output_directory()).resolve()
-    target = (root / path).resolve()
-    if target != root and root not in target.parents:
-        raise ValueError(f"folder {folder!r} leaves ComfyUI's output directory ({root})")
-    return target
+    """The folder ``folder`` names inside ComfyUI's output directory (not created here)."""
+    return path_inside(Path(folder_paths.get_output_directory()), folder, "folder", OUTPUT)
 
 
 def pairs_folder_for_reading(folder: str) -> Path:
-    """An absolute folder, or one relative to ComfyUI's output directory (where the generator writes) or input."""
-    path = _relative(folder, "pairs_folder")
-    candidates = (
-        [path]
-        if path.is_absolute()
-        else [Path(folder_paths.get_output_directory()) / path, Path(folder_paths.get_input_directory()) / path]
-    )
+    """The folder ``folder`` names inside ComfyUI's output directory (where the generator writes), else input."""
+    parts = name_parts(folder, "pairs_folder", OUTPUT_OR_INPUT)
+    candidates = [
+        Path(root).joinpath(*parts)
+        for root in (folder_paths.get_output_directory(), folder_paths.get_input_directory())
+    ]
     for candidate in candidates:
         if candidate.is_dir():
             return candidate

@@ -20,12 +20,12 @@ import comfy.model_management
 import comfy.utils
 import torch
 import torch.utils.checkpoint
-from .comfy_node_api import io
 from safetensors import safe_open
 
 from ..core.atomic_file import save_safetensors_atomically
 from ..core.mcdm_pairs import PairsData, PairsFolderError, load_pairs
 from ..core.mcdm_training import MCDMTraining, NullConditions, TrainingOptions, TrainingSet
+from .comfy_node_api import io
 from .loss_curve_preview import PREVIEW_SIZE, PREVIEWS, loss_curve
 from .mcdm_loader import MCDM_FOLDER, checked_vision, resolve_entry
 from .mcdm_model import MCDM, load_mcdm, mcdm_from_base_model, read_mcdm_header, save_mcdm
@@ -184,8 +184,9 @@ class MCDMTrainer(io.ComfyNode):
                 io.String.Input(
                     "pairs_folder",
                     default="mcdm_pairs/edit",
-                    tooltip="The pairs folder (condition/, gt/, prompt.json), absolute or relative to ComfyUI's "
-                    "output directory (where Paired Data Generator writes) or input directory.",
+                    tooltip="The pairs folder (condition/, gt/, prompt.json) inside ComfyUI's output directory (where "
+                    "Paired Data Generator writes), else its input directory. '..', absolute paths and drive "
+                    "letters are refused.",
                 ),
                 io.Int.Input("steps", default=5000, min=1, max=10_000_000, tooltip="Total optimiser steps."),
                 io.Int.Input("batch_size", default=4, min=1, max=256, tooltip="Pairs per step (4 in the release)."),
@@ -212,7 +213,8 @@ class MCDMTrainer(io.ComfyNode):
                     "filename_prefix",
                     default="mcdm",
                     tooltip="Saved as models/mcdm/<prefix>_NNNNN.safetensors; checkpoints under models/mcdm/"
-                    "checkpoints/.",
+                    "checkpoints/. 'sub/name' saves in a subfolder; '..', absolute paths, drive letters and "
+                    "Windows device names (CON, NUL, …) are refused.",
                 ),
                 io.Combo.Input(
                     "null_image",
@@ -278,15 +280,12 @@ class MCDMTrainer(io.ComfyNode):
     ) -> io.NodeOutput:
         if joint_clip is None and clip_vision is None:
             raise ValueError("joint_clip / clip_vision: connect CLIP ViT-B/32 vision for the image-embedding adapter")
+        final_path = next_free_path(MCDM_FOLDER, filename_prefix)
         try:
             data = load_pairs(pairs_folder_for_reading(pairs_folder))
         except PairsFolderError as error:
             raise ValueError(f"pairs_folder: {error}") from None
         resume = resume_path(resume_from) if resume_from.strip() else None
-        try:
-            final_path = next_free_path(Path(resolve_folder()), filename_prefix)
-        except ValueError:
-            raise ValueError(f"filename_prefix {filename_prefix!r}: give a name inside models/{MCDM_FOLDER}") from None
         checkpoint_stem = final_path.parent / CHECKPOINTS / final_path.stem
         device = comfy.model_management.get_torch_device()
         options = TrainingOptions(batch_size=batch_size, learning_rate=learning_rate)

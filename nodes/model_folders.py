@@ -13,6 +13,8 @@ from pathlib import Path
 
 import folder_paths
 
+from .save_names import path_inside
+
 CLIP_JOINT = "clip_joint"
 DELTA_MAPPERS = "delta_mappers"
 SAFETENSORS = (".safetensors",)
@@ -45,17 +47,20 @@ def save_folder(folder: str) -> Path:
     return Path(folder_paths.get_folder_paths(folder)[0])
 
 
-def next_free_path(folder: Path, prefix: str) -> Path:
-    """``<folder>/<prefix>_NNNNN.safetensors`` with the next unused counter; the prefix may name subfolders."""
-    if not prefix.strip():
-        raise ValueError("filename_prefix is empty")
-    root = folder.resolve()
-    target = (root / prefix.strip()).resolve()
-    if root != target and root not in target.parents:
-        raise ValueError(f"filename_prefix {prefix!r} leaves {root}")
+def next_free_path(folder: str, prefix: str, input_name: str = "filename_prefix") -> Path:
+    """``models/<folder>/<prefix>_NNNNN.safetensors`` with the next unused counter; the prefix may name subfolders
+    and is checked by ``save_names`` (``input_name`` is the node input it came from)."""
+    target = path_inside(save_folder(folder), prefix, input_name, f"models/{folder}")
     pattern = re.compile(rf"^{re.escape(target.name)}_(\d+)\.safetensors$")
     numbers = [int(m.group(1)) for p in target.parent.glob("*.safetensors") if (m := pattern.match(p.name))]
     return target.parent / f"{target.name}_{max(numbers, default=0) + 1:05d}.safetensors"
+
+
+def named_path(folder: str, name: str, input_name: str = "name") -> Path:
+    """``models/<folder>/<name>.safetensors`` (``.safetensors`` added unless given); ``name`` may name subfolders
+    and is checked by ``save_names``."""
+    target = path_inside(save_folder(folder), name, input_name, f"models/{folder}")
+    return target if target.name.endswith(SAFETENSORS) else target.with_name(target.name + SAFETENSORS[0])
 
 
 for _folder in (CLIP_JOINT, DELTA_MAPPERS):

@@ -1,10 +1,10 @@
 """PreciseEdit_PairedDataGenerator: split a generated double-width canvas into (x_A, x_B) and save the pair."""
 
 import torch
-from .comfy_node_api import io
 
 from ..core.composable_canvas import split_canvas
 from ..core.mcdm_pairs import append_pairs
+from .comfy_node_api import io
 from .mcdm_pairs_folder import pairs_folder_for_writing
 
 
@@ -30,8 +30,9 @@ class PairedDataGenerator(io.ComfyNode):
                 io.String.Input(
                     "folder",
                     default="mcdm_pairs/edit",
-                    tooltip="The training folder, absolute or relative to ComfyUI's output directory; new pairs "
-                    "are numbered after the ones already there.",
+                    tooltip="The training folder inside ComfyUI's output directory (e.g. 'mcdm_pairs/edit'); new "
+                    "pairs are numbered after the ones already there. '..', absolute paths, drive letters and "
+                    "Windows device names (CON, NUL, …) are refused.",
                 ),
                 io.String.Input(
                     "prompt",
@@ -54,9 +55,10 @@ class PairedDataGenerator(io.ComfyNode):
 
     @classmethod
     def execute(cls, images: torch.Tensor, folder: str, prompt: str, source_prompt: str) -> io.NodeOutput:
+        target = pairs_folder_for_writing(folder)
         try:
             sources, targets = split_canvas(images)
         except ValueError as error:
             raise ValueError(f"images: {error}") from None
-        append_pairs(pairs_folder_for_writing(folder), sources, targets, prompt, source_prompt)
+        append_pairs(target, sources, targets, prompt, source_prompt)
         return io.NodeOutput(sources.clone(), targets.clone())

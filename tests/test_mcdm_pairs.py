@@ -95,15 +95,15 @@ def test_canvas_guider_refuses_a_canvas_that_cannot_be_halved(sd15, conds):
         sample_with(canvas_guider(sd15.model, conds), sd15.model, width=15)
 
 
-def test_generator_splits_the_canvas_and_writes_the_official_layout(comfy, tmp_path):
+def test_generator_splits_the_canvas_and_writes_the_official_layout(comfy):
     from precise_edit.nodes.paired_data_generator import PairedDataGenerator
 
     pairs = make_pairs(2, size=32, seed=5)
     canvas = torch.cat([pairs.sources, pairs.targets], dim=2)  # (2, 32, 64, 3): x = [x_A, x_B]
-    folder = tmp_path / "pairs"
-    x_a, x_b = PairedDataGenerator.execute(canvas, str(folder), TARGET_PROMPT, SOURCE_PROMPT).result
+    folder = comfy.base_dir / "output" / "pairs_tests" / "layout"  # named relative to the output directory
+    x_a, x_b = PairedDataGenerator.execute(canvas, "pairs_tests/layout", TARGET_PROMPT, SOURCE_PROMPT).result
     assert torch.equal(x_a, pairs.sources) and torch.equal(x_b, pairs.targets)
-    PairedDataGenerator.execute(canvas[:1], str(folder), "a man, santa claus costume", "a man")
+    PairedDataGenerator.execute(canvas[:1], "pairs_tests\\layout", "a man, santa claus costume", "a man")
 
     lines = (folder / "prompt.json").read_text().splitlines()
     assert [json.loads(line) for line in lines] == [
@@ -137,14 +137,15 @@ def test_generator_splits_the_canvas_and_writes_the_official_layout(comfy, tmp_p
     assert (data.sources[:2] - pairs.sources).abs().max() <= 0.5 / 255 + 1e-6
 
 
-def test_generator_refuses_a_canvas_whose_halves_are_not_vae_sized(comfy, tmp_path):
+def test_generator_refuses_a_canvas_whose_halves_are_not_vae_sized(comfy):
     from precise_edit.nodes.paired_data_generator import PairedDataGenerator
 
+    output = comfy.base_dir / "output"
     with pytest.raises(ValueError, match="images: .*even width"):
-        PairedDataGenerator.execute(torch.zeros(1, 32, 63, 3), str(tmp_path / "a"), "p", "s")
+        PairedDataGenerator.execute(torch.zeros(1, 32, 63, 3), "pairs_tests/a", "p", "s")
     with pytest.raises(ValueError, match=r"36×32.*multiples of 8"):
-        PairedDataGenerator.execute(torch.zeros(1, 32, 72, 3), str(tmp_path / "b"), "p", "s")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+        PairedDataGenerator.execute(torch.zeros(1, 32, 72, 3), "pairs_tests/b", "p", "s")
+    assert not (output / "pairs_tests" / "a").exists() and not (output / "pairs_tests" / "b").exists()
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

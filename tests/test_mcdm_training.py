@@ -17,14 +17,15 @@ LEARN_STEPS, LEARN_BATCH, LEARN_LR = 150, 16, 2e-3
 @pytest.fixture(scope="module")
 def world(comfy, sd15, tmp_path_factory):
     """The tiny MCDM base, the SD1.5 stand-in's CLIP, the cell-colour VAE (its latents are the 8×8 cells' colours at
-    unit scale, so an edit shows in latents and images) and 16 synthetic pairs."""
+    unit scale, so an edit shows in latents and images) and 16 synthetic pairs in ComfyUI's input directory (the
+    trainer reads pairs folders named relative to output or input)."""
     import nodes
     from precise_edit.core.joint_clip import load_joint_clip
     from precise_edit.nodes.joint_clip_loader import JointClipModel, tokenizer_folder
 
     base = tmp_path_factory.mktemp("mcdm_training")
     joint = JointClipModel(load_joint_clip(save_tiny_vit_b32(base / "vit"), tokenizer_folder(), "tiny-vit-b32"))
-    folder = write_pairs_folder(base / "pairs", make_pairs(16, SIZE, seed=1))
+    folder = write_pairs_folder(comfy.base_dir / "input" / "mcdm_training_pairs", make_pairs(16, SIZE, seed=1))
     vae = nodes.VAELoader().load_vae("tiny-cell-vae.safetensors")[0]
     return {"model": tiny_base_model(), "clip": sd15.clip, "vae": vae, "joint": joint, "folder": folder}
 
@@ -33,7 +34,7 @@ def train(world, steps: int, **options):
     from precise_edit.nodes.mcdm_trainer import NULL_GUIDER, MCDMTrainer
 
     settings = dict(
-        pairs_folder=str(world["folder"]),
+        pairs_folder=world["folder"].name,
         steps=steps,
         batch_size=4,
         learning_rate=LEARN_LR,
@@ -164,14 +165,14 @@ def test_gradient_checkpointing_trains_the_same_model_and_bf16_autocast_trains(w
     assert all(torch.isfinite(v).all() for v in unet_weights(half).values())
 
 
-def test_bad_inputs_are_refused_before_anything_is_written(world, tmp_path):
+def test_bad_inputs_are_refused_before_anything_is_written(world, comfy):
     from precise_edit.nodes.mcdm_trainer import NULL_GUIDER, MCDMTrainer
 
     before = mcdm_files()
-    broken = write_pairs_folder(tmp_path / "broken", make_pairs(2, 16))
+    broken = write_pairs_folder(comfy.base_dir / "input" / "mcdm_broken_pairs", make_pairs(2, 16))
     (broken / "prompt.json").write_text((broken / "prompt.json").read_text() + "{not json\n")
     with pytest.raises(ValueError, match=r"pairs_folder: .*prompt.json line 3: not valid JSON"):
-        train(world, 2, pairs_folder=str(broken))
+        train(world, 2, pairs_folder=broken.name)
     with pytest.raises(ValueError, match=r"pairs_folder 'nowhere/at/all': no such folder"):
         train(world, 2, pairs_folder="nowhere/at/all")
     with pytest.raises(ValueError, match="resume_from 'missing.safetensors'"):
@@ -181,7 +182,7 @@ def test_bad_inputs_are_refused_before_anything_is_written(world, tmp_path):
             world["model"],
             world["clip"],
             world["vae"],
-            str(world["folder"]),
+            world["folder"].name,
             2,
             4,
             1e-4,
