@@ -27,5 +27,10 @@ test: env
 test-comfy033: env-comfy033
 	$(COMFY033) $(PY033) -m pytest -q
 
+# Every bench in its own process, one table in output/bench-<preset>-<device>.md: tiny on the CPU, full size on a GPU.
+.PHONY: bench-gpu
 bench: env
-	$(PY) bench/attention_overhead.py
+	$(PY) bench/run_all.py --preset tiny --device cpu
+
+bench-gpu: env
+	$(PY) bench/run_all.py --preset full --device cuda --limit 150

@@ -9,13 +9,12 @@ Apply: one image's edit (mapper forward + threshold + add) against what ComfyUI 
 embedding: one CLIPVisionEncode of the same image with a stock ViT-L/14 configuration (random weights) in the same
 process. The ratio is the edit's overhead on top of the encode.
 
-Threads: torch's default unless ``--threads N``; small mappers are overhead-bound and often faster on one thread.
+Small mappers are overhead-bound and often faster on one thread (the default on the CPU).
 
-    .venv/bin/python bench/delta_mapper.py
-    .venv/bin/python bench/delta_mapper.py --device cuda --threads 0
+    .venv/bin/python bench/delta_mapper.py                                   # 20 timed steps per size, CPU
+    .venv/bin/python bench/delta_mapper.py --preset full --device cuda       # 100 steps, the 6048-d mapper too
 """
 
-import argparse
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
+from bench.common import parser, start  # noqa: E402
 from harness.comfy_env import ensure_pack_importable  # noqa: E402
 
 ensure_pack_importable()
@@ -41,6 +41,7 @@ PAIRS = 10_000
 BATCH = 64
 TARGETS = {"ViT-L/14 (768)": 768, "ViT-H/14 (1024)": 1024}
 STYLEGAN = {"StyleGAN S (6048)": 6048}
+PRESET_STEPS = {"tiny": 20, "full": 100}
 
 
 def synchronize(device: torch.device) -> None:
@@ -94,11 +95,12 @@ def apply_latency(target_dim: int, repeats: int, device: torch.device) -> float:
     return statistics.median(times[3:])
 
 
-def clip_vision_encode_seconds(repeats: int) -> float:
-    """Median seconds of a stock-config ViT-L/14 CLIPVisionEncode of one 512² image (random weights)."""
+def clip_vision_encode_seconds(repeats: int, device: torch.device) -> float:
+    """Median seconds of a stock-config ViT-L/14 CLIPVisionEncode of one 512² image (random weights), on ComfyUI's
+    device for ``device`` (the GPU for cuda, else the CPU)."""
     from harness.comfy_env import setup_imports
 
-    setup_imports()
+    setup_imports(cpu=device.type == "cpu")
     import comfy.clip_vision
 
     config = Path(comfy.clip_vision.__file__).parent / "clip_vision_config_vitl.json"
@@ -113,38 +115,41 @@ def clip_vision_encode_seconds(repeats: int) -> float:
         for _ in range(repeats + 1):
             start = time.perf_counter()
             clip_vision.encode_image(image, crop=True)
+            synchronize(device)
             times.append(time.perf_counter() - start)
     return statistics.median(times[1:])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's default")
-    parser.add_argument("--steps", type=int, default=100, help="timed training steps per target size")
-    parser.add_argument("--repeats", type=int, default=30, help="timed edits per target size")
-    parser.add_argument("--skip-encode", action="store_true", help="do not time the ViT-L CLIPVisionEncode")
-    parser.add_argument("--stylegan", action="store_true", help="also time the paper's 6048-channel mapper (slow)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    print(f"device {device}, torch threads {torch.get_num_threads()}, batch {BATCH}, joint CLIP {CLIP_DIM}-d")
+def main(argv: list[str] | None = None) -> int:
+    arguments = parser(__doc__.splitlines()[0], repeats=30)
+    arguments.add_argument("--steps", type=int, default=0, help="timed training steps per size (0: the preset's)")
+    arguments.add_argument("--skip-encode", action="store_true", help="do not time the ViT-L CLIPVisionEncode")
+    arguments.add_argument("--stylegan", action="store_true", help="also the paper's 6048-d mapper (full: always)")
+    bench = start(__file__, arguments.parse_args(argv), comfy=False)
+    args, device = bench.args, bench.device
+    steps = args.steps or PRESET_STEPS[bench.preset.name]
+    stylegan = args.stylegan or bench.preset.name == "full"
+    print(f"{bench.device_label()}, batch {BATCH}, joint CLIP {CLIP_DIM}-d, {steps} timed steps per size")
     print(f"{'target':<20}{'pairs/s':>10}{'10k pairs (s)':>15}{'relevance (s)':>15}{'edit (ms)':>11}")
     edits = {}
-    for name, dim in (TARGETS | STYLEGAN if args.stylegan else TARGETS).items():
-        train = training_throughput(dim, args.steps, device)
+    for name, dim in (TARGETS | STYLEGAN if stylegan else TARGETS).items():
+        train = training_throughput(dim, steps, device)
         edits[name] = apply_latency(dim, args.repeats, device)
         print(
             f"{name:<20}{train['pairs_per_s']:>10.0f}{train['epoch_s']:>15.2f}{train['relevance_s']:>15.2f}"
             f"{edits[name] * 1000:>11.2f}"
         )
+        bench.record(f"{name}: 10k training pairs", "wall", train["epoch_s"])
+        bench.record(f"{name}: one edit", "wall", edits[name])
     if not args.skip_encode:
-        encode = clip_vision_encode_seconds(max(3, args.repeats // 10))
+        encode = clip_vision_encode_seconds(max(3, args.repeats // 10), device)
         print(f"stock CLIPVisionEncode, ViT-L/14 config, one 512² image: {encode * 1000:.0f} ms")
         ratio = edits["ViT-L/14 (768)"] / encode
         print(f"edit overhead on top of that encode (768-d mapper): {ratio:.1%}")
+        bench.record("stock CLIPVisionEncode", "wall", encode, {"encode": 1.0})
+        bench.record("ViT-L/14 (768): edit", "wall", edits["ViT-L/14 (768)"], {"encode": ratio})
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,10 +11,10 @@ stock. Ours runs the text encoder forward and backward every step (the token's g
 the tiny UNet's size that is a large share of a step, so use ``--image 512`` for the share of a real UNet at 512 px
 (64×64 latent). Target ≤ 1.3 for ours+terms.
 
-    .venv/bin/python bench/identity_trainer.py --image 256 --steps 3 --rounds 2 --threads 2
+    .venv/bin/python bench/identity_trainer.py                       # 128 px, CPU
+    .venv/bin/python bench/identity_trainer.py --preset full --device cuda    # 512 px
 """
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -25,7 +25,8 @@ import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-from harness.comfy_env import bootstrap, setup_imports  # noqa: E402
+from bench.common import parser, start  # noqa: E402
+from harness.comfy_env import bootstrap  # noqa: E402
 from harness.tiny_models import ensure_models  # noqa: E402
 
 RANK = 4
@@ -33,15 +34,12 @@ PROMPT = "a photo of a [I] lady with glasses"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", type=int, default=256, help="image side in pixels (latent = image / 8)")
-    parser.add_argument("--steps", type=int, default=3, help="training steps per run (the first is dropped)")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    setup_imports(cpu=True)
+    arguments = parser(__doc__.splitlines()[0], repeats=2)
+    arguments.add_argument("--image", type=int, default=0, help="image side in pixels (0: the preset's)")
+    arguments.add_argument("--steps", type=int, default=3, help="training steps per run (the first is dropped)")
+    bench = start(__file__, arguments.parse_args(argv))
+    args = bench.args
+    args.image = args.image or bench.preset.image
     base = Path(tempfile.mkdtemp(prefix="pe_bench_identity_"))
     models = ensure_models(base / "models")
     bootstrap(base)
@@ -122,17 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     names = list(variants)
-    for round_index in range(args.rounds):
+    for round_index in range(args.repeats):
         for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
             times[name].extend(timed(variants[name]))
     print(
-        f"tiny SD1.5 (44 M UNet, 123 M CLIP-L), {args.image}×{args.image} px, rank {RANK}, {args.steps} steps × "
-        f"{args.rounds} rounds, CPU ({torch.get_num_threads()} threads)"
+        f"tiny SD1.5 (44 M UNet, 123 M CLIP-L), {args.image}² px, rank {RANK}, {args.steps} steps × "
+        f"{args.repeats} rounds, {bench.device_label()}"
     )
     reference = statistics.median(times["stock TrainLoraNode"])
     for name, values in times.items():
         median = statistics.median(values)
         print(f"{name:22} median step {median:8.3f} s   ratio to stock {median / reference:.3f}   (n={len(values)})")
+        bench.record(name, "wall", median, {"stock": median / reference})
     return 0
 
 

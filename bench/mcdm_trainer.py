@@ -14,11 +14,11 @@ half, three quarters and the end are sampled (deterministic DDIM, 10 steps, no g
 compared with x_B: latent MSE overall, on the cells the edit does not change and on the cells it changes (against x_B
 and x_A), then in image space the mean colour of the shape's cells and the background's mean |change| from x_A.
 
-    .venv/bin/python bench/mcdm_trainer.py --threads 1
-    .venv/bin/python bench/mcdm_trainer.py --threads 1 --learn 500 --batch 16
+    .venv/bin/python bench/mcdm_trainer.py                                    # tiny UNet, 64 px pairs, CPU
+    .venv/bin/python bench/mcdm_trainer.py --preset full --device cuda        # the SD1.5 stand-in, 256 px pairs
+    .venv/bin/python bench/mcdm_trainer.py --learn 500 --batch 16
 """
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -31,11 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.append(str(REPO))
 sys.path.append(str(REPO / "tests"))
 
-from harness.comfy_env import ensure_pack_importable  # noqa: E402
-
-ensure_pack_importable()
+from bench.common import parser, start  # noqa: E402
 
 SD15 = "v1-5-pruned-emaonly-fp16.safetensors"
+PRESET_MODEL = {"tiny": ("tiny", 64), "full": ("sd15", 256)}
 
 
 def world(base: Path):
@@ -131,9 +130,10 @@ def lora_step_times(model, clip, latents: torch.Tensor, steps: int, batch: int) 
     return stamps[1:]
 
 
-def bench_steps(args, base: Path) -> None:
+def bench_steps(bench, base: Path) -> None:
     from mcdm_synthetic import make_pairs, tiny_base_model, write_pairs_folder
 
+    args = bench.args
     sd15_model, clip, vae, joint = world(base)
     model = tiny_base_model() if args.model == "tiny" else sd15_model
     pairs = make_pairs(8, args.size, seed=1)
@@ -149,6 +149,7 @@ def bench_steps(args, base: Path) -> None:
     for name, values in times.items():
         median = statistics.median(values)
         print(f"{name:22} median step {median * 1000:8.1f} ms   ratio to LoRA {median / lora:.2f}  (n={len(values)})")
+        bench.record(name, "wall", median, {"LoRA": median / lora})
     print("(LoRA: forward + backward of TrainSampler.fwd_bwd; MCDM: forward + backward + clip + AdamW step)")
 
 
@@ -231,22 +232,24 @@ def bench_learning(args, base: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=["tiny", "sd15"], default="tiny")
-    parser.add_argument("--size", type=int, default=64, help="pair image size in pixels")
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=6, help="optimiser steps per round (step time)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--learn", type=int, default=0, help="train this many steps and score the edit instead")
-    parser.add_argument("--pairs", type=int, default=16)
-    parser.add_argument("--channels", type=int, default=64, help="UNet width of the --learn model")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    arguments = parser(__doc__.splitlines()[0], repeats=3)
+    arguments.add_argument("--model", choices=["tiny", "sd15"], help="default: the preset's")
+    arguments.add_argument("--size", type=int, default=0, help="pair image size in pixels (0: the preset's)")
+    arguments.add_argument("--batch", type=int, default=4)
+    arguments.add_argument("--steps", type=int, default=6, help="optimiser steps per round (step time)")
+    arguments.add_argument("--learn", type=int, default=0, help="train this many steps and score the edit instead")
+    arguments.add_argument("--pairs", type=int, default=16)
+    arguments.add_argument("--channels", type=int, default=64, help="UNet width of the --learn model")
+    arguments.add_argument("--lr", type=float, default=1e-3)
+    bench = start(__file__, arguments.parse_args(argv))
+    args = bench.args
+    model, size = PRESET_MODEL[bench.preset.name]
+    args.model, args.size = args.model or model, args.size or size
     with tempfile.TemporaryDirectory() as base:
-        (bench_learning if args.learn else bench_steps)(args, Path(base))
+        if args.learn:
+            bench_learning(args, Path(base))
+        else:
+            bench_steps(bench, Path(base))
     return 0
 
 

@@ -9,11 +9,11 @@ It prints UNet evaluations (per image, forward passes), backward passes, times a
 pass. Null text starts near the prompt's embedding (the tests explain why random weights call for that); early
 stopping depends on the losses, which random weights keep far above a trained model's.
 
-    .venv/bin/python bench/null_text_inversion.py                                   # tiny SD1.5 UNet, CPU
-    .venv/bin/python bench/null_text_inversion.py --size full --device cuda         # full-size SD1.5 UNet, 512²
+    .venv/bin/python bench/null_text_inversion.py                                     # tiny SD1.5 UNet, CPU
+    .venv/bin/python bench/null_text_inversion.py --preset full --device cuda       # full-size SD1.5 UNet, 512²
 """
 
-import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,44 +22,32 @@ import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-from bench.attention_overhead import load_unet  # noqa: E402
-from harness.comfy_env import setup_imports  # noqa: E402
+from bench.common import parser, random_conditioning, sd15_unet, start, timed, unload  # noqa: E402
 
-IMAGE = {"tiny": 128, "full": 512}
-
-
-def timed(function, device: str):
-    start = time.perf_counter()
-    result = function()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return result, time.perf_counter() - start
+DDIM_STEPS = {"tiny": 10, "full": 50}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=list(IMAGE), default="tiny")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--inner", type=int, default=10)
-    parser.add_argument("--epsilon", type=float, default=1e-5)
-    parser.add_argument("--guidance", type=float, default=7.5)
-    args = parser.parse_args(argv)
-    setup_imports(cpu=args.device == "cpu")
-    import comfy.model_management
+    arguments = parser(__doc__.splitlines()[0], repeats=1)
+    arguments.add_argument("--steps", type=int, default=0, help="DDIM steps (0: 10 tiny, 50 full)")
+    arguments.add_argument("--inner", type=int, default=10, help="null-text optimisation steps per DDIM step")
+    arguments.add_argument("--epsilon", type=float, default=1e-5, help="early-stopping loss")
+    arguments.add_argument("--guidance", type=float, default=7.5)
+    bench = start(__file__, arguments.parse_args(argv))
+    args = bench.args
     import comfy.sample
 
     from precise_edit.nodes.inversion import NEGATIVE_PROMPT, NULL_TEXT, PLAIN_DDIM, invert, reconstruct
 
-    model = load_unet(args.size)
-    side = IMAGE[args.size] // 8
-    g = torch.Generator().manual_seed(0)
-    prompt = torch.randn(1, 77, 768, generator=g)
+    preset = bench.preset
+    model = sd15_unet(preset)
+    steps, guidance = args.steps or DDIM_STEPS[preset.name], args.guidance
+    prompt, offset = random_conditioning(2)
     positive = [[prompt, {}]]
-    negative = [[prompt + 0.3 * torch.randn(1, 77, 768, generator=g), {}]]
-    source = torch.randn(1, 4, side, side, generator=g) / model.model.latent_format.scale_factor
+    negative = [[prompt + 0.3 * offset, {}]]
+    g = torch.Generator().manual_seed(1)
+    source = torch.randn(1, 4, preset.latent, preset.latent, generator=g) / model.model.latent_format.scale_factor
     noise = comfy.sample.prepare_noise(source, 0)
-    steps, guidance = args.steps, args.guidance
 
     def stock():
         return comfy.sample.sample(
@@ -69,21 +57,31 @@ def main(argv: list[str] | None = None) -> int:
     def inversion(mode: str):
         return invert(model, positive, negative, source, steps, guidance, args.inner, args.epsilon, mode)
 
+    def median_seconds(run) -> tuple[object, float]:
+        """The last result of ``run`` and its median wall time over ``--repeats`` calls."""
+        walls, result = [], None
+        for _ in range(max(1, args.repeats)):
+            start_wall = time.perf_counter()
+            result = run()
+            bench.synchronize()
+            walls.append(time.perf_counter() - start_wall)
+        return result, statistics.median(walls)
+
     with torch.inference_mode():
         stock()
-        _, stock_time = timed(stock, args.device)
+        stock_time = statistics.median(timed(stock, bench.cuda)[0] for _ in range(max(1, args.repeats)))
         rows = []
         for name, mode in (("null-text", NULL_TEXT), ("fast", NEGATIVE_PROMPT), ("plain", PLAIN_DDIM)):
-            result, invert_time = timed(lambda mode=mode: inversion(mode), args.device)
-            replay, replay_time = timed(lambda result=result: reconstruct(model, result, positive), args.device)
+            result, invert_time = median_seconds(lambda mode=mode: inversion(mode))
+            replay, replay_time = median_seconds(lambda result=result: reconstruct(model, result, positive))
             rows.append((name, result, invert_time, replay_time, float((replay - source).square().mean())))
 
-    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(
-        f"{args.size} SD1.5 UNet, {side * 8}² px, {steps} steps, guidance {guidance}, {device}; "
+        f"{preset.name} SD1.5 UNet, {preset.image}² px, {steps} steps, guidance {guidance}, {bench.device_label()}; "
         f"source latent variance {float(source.var()):.1f}"
     )
     print(f"stock sampling pass: {2 * steps} UNet evaluations, {stock_time:.2f} s")
+    bench.record("stock", "wall", stock_time, {"stock": 1.0})
     worst = steps + steps * (args.inner + 2)
     for name, result, invert_time, replay_time, error in rows:
         line = f"{name:9} inversion: {result.unet_evaluations:4d} UNet evaluations"
@@ -100,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{'':9} inversion {invert_time:.2f} s = {invert_time / stock_time:.2f}× stock; replay {replay_time:.2f} s "
             f"= {replay_time / stock_time:.2f}× stock; reconstruction MSE {error:.3g}"
         )
-    comfy.model_management.unload_all_models()
+        bench.record(f"{name} inversion", "wall", invert_time, {"stock": invert_time / stock_time})
+        bench.record(f"{name} replay", "wall", replay_time, {"stock": replay_time / stock_time})
+    unload()
     return 0
 
 

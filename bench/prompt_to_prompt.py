@@ -9,15 +9,13 @@ On a random-weight SD1.5 UNet with random text embeddings, from one plain-DDIM i
 - p2p+blend+weight: the same plus local blending and a re-weighted word;
 - p2p+word window: p2p with the swapped token on its own window (0.2-0.6), so the steps fall into three runs
   (all but that token, every token, all but that token) as with a ``word_cross_replace`` input.
-Runs are interleaved round by round; the script prints median wall (and, on the CPU, process CPU) times and
-their ratios to stock and to reconstruct. An edit samples two images, so twice the reconstruct time is the
-floor that batching sets; the rest is attention control.
+The script prints median times and their ratios to stock and to reconstruct. An edit samples two images, so twice
+the reconstruct time is the floor that batching sets; the rest is attention control.
 
-    .venv/bin/python bench/prompt_to_prompt.py --threads 1                        # tiny SD1.5 UNet, CPU
-    .venv/bin/python bench/prompt_to_prompt.py --size full --device cuda          # full-size SD1.5 UNet, 512²
+    .venv/bin/python bench/prompt_to_prompt.py                                    # tiny SD1.5 UNet, CPU
+    .venv/bin/python bench/prompt_to_prompt.py --preset full --device cuda         # full-size SD1.5 UNet, 512²
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -25,11 +23,9 @@ import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-from bench.attention_overhead import load_unet  # noqa: E402
-from bench.interleaved_rounds import device_label, interleaved_times, print_ratios  # noqa: E402
-from harness.comfy_env import setup_imports  # noqa: E402
+from bench.common import compare, parser, random_conditioning, sd15_unet, start, unload  # noqa: E402
 
-SIZES = {"tiny": {"image": 128, "steps": 10}, "full": {"image": 512, "steps": 50}}
+DDIM_STEPS = {"tiny": 10, "full": 50}
 SWAPPED, WEIGHTED, BLENDED = 5, 6, (5,)
 
 
@@ -67,33 +63,24 @@ def plans(steps: int, source: torch.Tensor, target: torch.Tensor) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=list(SIZES), default="tiny")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--steps", type=int, default=0, help="DDIM steps (0: 10 tiny, 50 full)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    setup_imports(cpu=args.device == "cpu")
-    import comfy.model_management
+    arguments = parser(__doc__.splitlines()[0])
+    arguments.add_argument("--steps", type=int, default=0, help="DDIM steps (0: 10 tiny, 50 full)")
+    bench = start(__file__, arguments.parse_args(argv))
     import comfy.sample
 
     from precise_edit.nodes.inversion import PLAIN_DDIM, invert, reconstruct
     from precise_edit.nodes.prompt_to_prompt_edit import patch_model, sample_edit
 
-    image = SIZES[args.size]["image"]
-    steps = args.steps or SIZES[args.size]["steps"]
+    preset = bench.preset
+    steps = bench.args.steps or DDIM_STEPS[preset.name]
     guidance = 7.5
-    model = load_unet(args.size)
-    g = torch.Generator().manual_seed(0)
-    source_prompt = torch.randn(1, 77, 768, generator=g)
+    model = sd15_unet(preset)
+    source_prompt, negative_prompt, swapped = random_conditioning(3)
     target_prompt = source_prompt.clone()
-    target_prompt[:, SWAPPED] = torch.randn(768, generator=g)
-    positive = [[source_prompt, {}]]
-    negative = [[torch.randn(1, 77, 768, generator=g), {}]]
-    latent = torch.randn(1, 4, image // 8, image // 8, generator=g) / model.model.latent_format.scale_factor
+    target_prompt[:, SWAPPED] = swapped[0, 0]
+    positive, negative = [[source_prompt, {}]], [[negative_prompt, {}]]
+    g = torch.Generator().manual_seed(1)
+    latent = torch.randn(1, 4, preset.latent, preset.latent, generator=g) / model.model.latent_format.scale_factor
     noise = comfy.sample.prepare_noise(latent, 0)
 
     with torch.inference_mode():
@@ -111,16 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = {"stock": stock, "reconstruct": lambda: reconstruct(model, inversion, positive)}
         for name, (variant, store, plan) in patched.items():
             runs[name] = lambda variant=variant, store=store, plan=plan: sample_edit(variant, store, plan, inversion)
-
-        cuda = args.device == "cuda"
-        times = interleaved_times(runs, args.repeats, cuda)
-
-    print(
-        f"{args.size} SD1.5 UNet, {image}×{image} px, {steps} steps, guidance {guidance}, {device_label(cuda)}, "
-        f"{args.repeats} rounds"
-    )
-    print_ratios(times, {"stock": "stock", "reconstruct": "reconstruct"}, cuda)
-    comfy.model_management.unload_all_models()
+        title = f"{preset.name} SD1.5 UNet, {preset.image}² px, {steps} steps, guidance {guidance}"
+        compare(bench, title, runs, {"stock": "stock", "reconstruct": "reconstruct"})
+    unload()
     return 0
 
 

@@ -5,14 +5,13 @@ conversion, the progress/interrupt hook per prompt batch, the device round trip,
 one tensor. Runs alternate between the two in one process; the script prints the median wall and process CPU time of
 each and the ratio ours / direct (expected ≈ 1.0), and checks that both return the same masks.
 
-    .venv/bin/python bench/sam_segment.py                               # tiny random SAM (64 px input), CPU
-    .venv/bin/python bench/sam_segment.py --model vit_b --device cuda   # random ViT-B at 1024 px on a GPU
+    .venv/bin/python bench/sam_segment.py                                 # tiny random SAM (64 px input), CPU
+    .venv/bin/python bench/sam_segment.py --preset full --device cuda     # random ViT-B, 1024² image, on a GPU
 
 The models are random (no weights can be downloaded), so the thresholds are lowered until masks come out; the cost
 of a run does not depend on the weights.
 """
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -24,7 +23,9 @@ import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-from harness.comfy_env import ensure_pack_importable, setup_imports  # noqa: E402
+from bench.common import parser, start  # noqa: E402
+
+PRESET_MODEL = {"tiny": ("tiny", 256), "full": ("vit_b", 1024)}
 
 SETTINGS = {
     "points_per_side": 32,
@@ -55,17 +56,13 @@ def random_sam(model: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("tiny", "vit_b", "vit_l", "vit_h"), default="tiny")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--size", type=int, default=256, help="image height and width")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads; 0 keeps the default")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    setup_imports()
-    ensure_pack_importable()
+    arguments = parser(__doc__.splitlines()[0])
+    arguments.add_argument("--model", choices=("tiny", "vit_b", "vit_l", "vit_h"), help="default: the preset's")
+    arguments.add_argument("--size", type=int, default=0, help="image height and width (0: the preset's)")
+    bench = start(__file__, arguments.parse_args(argv))
+    args = bench.args
+    model, size = PRESET_MODEL[bench.preset.name]
+    args.model, args.size = args.model or model, args.size or size
     import comfy.model_management
     from segment_anything import SamAutomaticMaskGenerator
 
@@ -93,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: dict[str, list[tuple[float, float]]] = {"direct": [], "ours": []}
     outputs: dict[str, torch.Tensor] = {}
-    for _ in range(args.rounds + 1):  # the first round warms up and is dropped
+    for _ in range(args.repeats + 1):  # the first round warms up and is dropped
         for name, run in (("direct", direct), ("ours", ours)):
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
@@ -106,13 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     same = torch.equal(outputs["direct"].cpu(), outputs["ours"].cpu())
     print(
         f"SAM {args.model}, {args.size}², {SETTINGS['points_per_side']}² points, {outputs['ours'].shape[0]} masks, "
-        f"median of {args.rounds} rounds, torch {torch.get_num_threads()} threads, {args.device}"
+        f"median of {args.repeats} rounds, torch {torch.get_num_threads()} threads, {args.device}"
     )
     for name, (cpu, wall) in medians.items():
         print(f"  {name:7s} wall {wall * 1000:8.1f} ms   cpu {cpu * 1000:8.1f} ms")
     ratio_wall = medians["ours"][1] / medians["direct"][1]
     ratio_cpu = medians["ours"][0] / medians["direct"][0]
     print(f"  ratio ours/direct: wall {ratio_wall:.3f}, cpu {ratio_cpu:.3f}; identical masks: {same}")
+    for name, (cpu, wall) in medians.items():
+        bench.record(name, "wall", wall, {"direct": wall / medians["direct"][1]})
+        if not bench.cuda:
+            bench.record(name, "cpu", cpu, {"direct": cpu / medians["direct"][0]})
     return 0 if same else 1
 
 

@@ -1,24 +1,23 @@
 """ZONE's Region-IoU + FFT edge smoother: our torch implementation against a NumPy/OpenCV one of the released steps.
 
-One synthetic scene at 1024²: 200 blob-shaped segments (SAM "everything" style, bool), a rough edit mask with ragged
-edges and specks, an original image and an edited one (object recoloured, background slightly changed as
-InstructPix2Pix does). Both implementations get the same data in their native form (bool arrays and uint8 images for
-the released steps, bool tensors and float images for ours) and the same settings (the released ones scaled to
-1024 px: dilation 8, D₀ 400, 41 × 41 closing, threshold 30, α 0.6). Runs alternate between the two in one process;
-the script prints the median CPU and wall time of each and the ratios (target: ours ≥ 5× faster on CPU), and how
-far the two final masks agree.
+One synthetic scene (1024² with the full preset, the same scene at 512² with tiny): 200 blob-shaped segments (SAM
+"everything" style, bool), a rough edit mask with ragged edges and specks, an original image and an edited one (object
+recoloured, background slightly changed as InstructPix2Pix does). Both implementations get the same data in their
+native form (bool arrays and uint8 images for the released steps, bool tensors and float images for ours) and the
+same settings (the released ones scaled to the image; at 1024 px: dilation 8, D₀ 400, 41 × 41 closing, threshold 30,
+α 0.6). Runs alternate between the two in one process; the script prints the median CPU and wall time of each and
+the ratios (target: ours ≥ 5× faster on CPU), and how far the two final masks agree.
 
 Threads: by default torch and OpenCV get one thread each (NumPy's FFT is single-threaded anyway), which compares the
 algorithms rather than the core count; with one thread the process CPU time is also immune to other jobs taking turns
 on a shared machine. ``--threads 0`` leaves the libraries' defaults. On a GPU only the wall time means anything.
 
-    .venv/bin/python bench/zone_compositing.py
-    .venv/bin/python bench/zone_compositing.py --device cuda        # our side on a GPU (the reference stays on CPU)
+    .venv/bin/python bench/zone_compositing.py                                # 512² scene, CPU
+    .venv/bin/python bench/zone_compositing.py --preset full --device cuda    # 1024², ours on a GPU (reference: CPU)
 
 The reference needs ``opencv-python-headless`` (requirements-dev.txt; never a runtime dependency of the pack).
 """
 
-import argparse
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
+from bench.common import parser, start  # noqa: E402
 from harness.comfy_env import ensure_pack_importable  # noqa: E402
 
 ensure_pack_importable()
@@ -41,7 +41,7 @@ from precise_edit.core.region_iou import select_region  # noqa: E402
 SIZE = 1024
 SEGMENTS = 200
 OBJECT = 17
-SETTINGS = SmootherSettings().scaled(SIZE, SIZE)
+PRESET_SIZE = {"tiny": 512, "full": SIZE}
 
 
 def scene(size: int = SIZE, count: int = SEGMENTS, seed: int = 0) -> dict[str, np.ndarray]:
@@ -125,17 +125,14 @@ def timed(function, *args, sync=lambda: None) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7, help="timed runs of each implementation")
-    parser.add_argument("--threads", type=int, default=1, help="threads for torch and OpenCV; 0 keeps the defaults")
-    parser.add_argument("--device", default="cpu", help="device of our implementation (cpu, cuda, …)")
-    args = parser.parse_args(argv)
+    bench = start(__file__, parser(__doc__.splitlines()[0], repeats=7).parse_args(argv), comfy=False)
+    args = bench.args
     if args.threads:
-        torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
-
-    data = scene()
-    device = torch.device(args.device)
+    size = PRESET_SIZE[bench.preset.name]
+    settings = SmootherSettings().scaled(size, size)
+    data = scene(size=size)
+    device = bench.device
     tensors = {
         "segments": torch.from_numpy(data["segments"]).to(device),
         "rough": torch.from_numpy(data["rough"])[None].to(device),
@@ -144,20 +141,20 @@ def main(argv: list[str] | None = None) -> int:
     }
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
-    reference_mask, _ = released_steps(data, SETTINGS)
-    our_mask, _ = ours(tensors, SETTINGS)
+    reference_mask, _ = released_steps(data, settings)
+    our_mask, _ = ours(tensors, settings)
     ours_np = our_mask[0].cpu().numpy()
     agreement = (ours_np & reference_mask).sum() / (ours_np | reference_mask).sum()
     print(f"final masks: ours {ours_np.sum()} px, released steps {reference_mask.sum()} px, IoU {agreement:.4f}")
 
     names = ("released (NumPy/OpenCV)", f"ours (torch, {device})")
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
-    timed(ours, tensors, SETTINGS, sync=sync)
-    for _ in range(args.rounds):
-        times[names[0]].append(timed(released_steps, data, SETTINGS))
-        times[names[1]].append(timed(ours, tensors, SETTINGS, sync=sync))
+    timed(ours, tensors, settings, sync=sync)
+    for _ in range(args.repeats):
+        times[names[0]].append(timed(released_steps, data, settings))
+        times[names[1]].append(timed(ours, tensors, settings, sync=sync))
     threads = f"torch {torch.get_num_threads()} / OpenCV {cv2.getNumThreads()} threads"
-    print(f"{SEGMENTS} segments, {SIZE}×{SIZE}, median of {args.rounds} rounds, {threads}")
+    print(f"{SEGMENTS} segments, {size}×{size}, median of {args.repeats} rounds, {threads}")
     medians = {}
     for name, runs in times.items():
         medians[name] = [statistics.median(run[kind] for run in runs) for kind in (0, 1)]
@@ -165,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:28s} CPU {cpu * 1000:7.1f} ms   wall {wall * 1000:7.1f} ms")
     (reference_cpu, reference_wall), (our_cpu, our_wall) = medians.values()
     print(f"  speed-up (released / ours): CPU {reference_cpu / our_cpu:.2f}×   wall {reference_wall / our_wall:.2f}×")
+    for name, (cpu, wall) in medians.items():
+        bench.record(name, "wall", wall, {"released": wall / reference_wall})
+        bench.record(name, "cpu", cpu, {"released": cpu / reference_cpu})
     return 0
 
 
