@@ -14,6 +14,10 @@ class PromptFailed(RuntimeError):
         self.details = details
 
 
+class PromptStalled(PromptFailed):
+    """A prompt ran for longer than the stall limit without the server reporting any progress on it."""
+
+
 def format_validation_error(error: dict[str, Any] | None, node_errors: dict[str, Any]) -> str:
     """Render ``validate_prompt``'s error and per-node errors (also the body of a server's 400 reply) as text."""
     lines = []

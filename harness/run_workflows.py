@@ -1,9 +1,11 @@
 """Run every example workflow (``workflows/*.json``, UI format) on a real ComfyUI with the tiny stand-in models.
 
-Usage: ``.venv/bin/python -m harness.run_workflows [--out DIR] [--full-size]``. Unless ``--full-size`` is given,
-sizes are divided by 8 and steps capped at 4 (``harness.stand_in_scale``). The server gets the files in
-``workflows/input/`` (for LoadImage). Images go to ``<out>/<workflow>/``, a table to ``<out>/report.md`` and the
-server log to ``<out>/server.log``; the exit code is 1 when any workflow failed.
+Usage: ``.venv/bin/python -m harness.run_workflows [--out DIR] [--full-size] [--stall-timeout SECONDS]``. Unless
+``--full-size`` is given, the workflows are shrunk for the stand-ins (``harness.stand_in_scale``). The server gets the
+files in ``workflows/input/`` (for LoadImage). A workflow may run as long as the server keeps reporting progress; it
+fails on an error, or after ``--stall-timeout`` seconds without any report (the message names the node that was
+running). Images go to ``<out>/<workflow>/``, a table to ``<out>/report.md`` and the server log to
+``<out>/server.log``; the exit code is 1 when any workflow failed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.comfy_env import repo_root
-from harness.server import ComfyServer
+from harness.server import DEFAULT_STALL_TIMEOUT, ComfyServer
 from harness.stand_in_scale import shrink_for_stand_ins
 from harness.tiny_models import ensure_models
 from harness.workflow_format import ui_to_api
@@ -37,10 +39,15 @@ class WorkflowResult:
 
 
 def run_workflow(
-    server: ComfyServer, path: Path, object_info: dict[str, Any], out_dir: Path, full_size: bool = False
+    server: ComfyServer,
+    path: Path,
+    object_info: dict[str, Any],
+    out_dir: Path,
+    full_size: bool = False,
+    stall_timeout: float | None = None,
 ) -> WorkflowResult:
-    """Convert (and unless ``full_size``, shrink), queue and wait for one workflow; copy its images to
-    ``out_dir/<stem>/``."""
+    """Convert (and unless ``full_size``, shrink), queue and wait for one workflow (``ComfyServer.wait``, with the
+    server's stall limit unless ``stall_timeout`` is given); copy its images to ``out_dir/<stem>/``."""
     start = time.perf_counter()
     target = out_dir / path.stem
     shutil.rmtree(target, ignore_errors=True)
@@ -48,7 +55,7 @@ def run_workflow(
         prompt = ui_to_api(json.loads(path.read_text()), object_info)
         if not full_size:
             prompt = shrink_for_stand_ins(prompt)
-        entry = server.wait(server.queue(prompt))
+        entry = server.wait(server.queue(prompt), stall_timeout)
         images = []
         for image in server.output_images(entry):
             target.mkdir(parents=True, exist_ok=True)
@@ -90,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("output"), help="folder for images and report.md")
     parser.add_argument("--full-size", action="store_true", help="run sizes and steps as the workflows give them")
+    parser.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=DEFAULT_STALL_TIMEOUT,
+        help="fail a workflow when the server reports no progress for this many seconds (default %(default).0f)",
+    )
     args = parser.parse_args(argv)
     out_dir = args.out.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -100,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         models_dir = Path(tmp) / "models"
         ensure_models(models_dir)
         if workflows:
-            server = ComfyServer(Path(tmp) / "comfy", models_dir)
+            server = ComfyServer(Path(tmp) / "comfy", models_dir, stall_timeout=args.stall_timeout)
             try:
                 with server:
                     object_info = server.object_info()

@@ -133,7 +133,10 @@ class _Converter:
             if source is not None:
                 name = node_input.get("widget", {}).get("name", node_input["name"])
                 inputs[name] = source.value if isinstance(source, _Inline) else source
-        return {"class_type": node["type"], "inputs": inputs}
+        converted: dict[str, Any] = {"class_type": node["type"], "inputs": inputs}
+        if node.get("title"):
+            converted["_meta"] = {"title": node["title"]}
+        return converted
 
     def convert(self) -> dict[str, dict[str, Any]]:
         prompt = {}
@@ -154,7 +157,8 @@ def ui_to_api(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict[str
 
     Reroutes are followed, PrimitiveNode values inlined, Note/MarkdownNote and muted nodes dropped, and consumers
     of a bypassed node connected to its input of the same type. An input whose link leads to nothing (a muted node,
-    a bypassed node without a matching input) keeps its widget value, or is left out, as the frontend does.
+    a bypassed node without a matching input) keeps its widget value, or is left out, as the frontend does. A node
+    the user renamed keeps its title in ``_meta``, as the frontend's API export writes it.
     """
     return _Converter(workflow, object_info).convert()
 

@@ -73,10 +73,12 @@ def run_graph(comfy: ComfyDirs) -> Callable[..., dict[str, tuple[Any, ...]]]:
 
 @pytest.fixture(scope="session")
 def comfy_server(session_dir: Path, tiny_models: dict[str, Path]) -> Iterator[ComfyServer]:
-    """A started ComfyUI server process reading the same models dir, with this repo as a custom node pack."""
+    """A started ComfyUI server process reading the same models dir, with this repo as a custom node pack (and the
+    harness tests' own nodes, ``tests/harness_test_nodes``)."""
     from harness.server import ComfyServer
 
-    with ComfyServer(session_dir / "server", session_dir / "comfy" / "models") as server:
+    test_nodes = REPO / "tests" / "harness_test_nodes"
+    with ComfyServer(session_dir / "server", session_dir / "comfy" / "models", extra_node_packs=[test_nodes]) as server:
         yield server
 
 

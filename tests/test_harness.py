@@ -3,11 +3,15 @@ UI-to-API conversion, and node definitions served by /object_info."""
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
 import torch
 from PIL import Image
 
@@ -194,6 +198,7 @@ def ui_workflow() -> dict[str, Any]:
             {
                 "id": 7,
                 "type": "SaveImage",
+                "title": "Save the cat",
                 "mode": 0,
                 "inputs": [{"name": "images", "type": "IMAGE", "link": 12}],
                 "widgets_values": ["ui"],
@@ -238,6 +243,7 @@ def test_ui_workflow_converts_to_the_api_prompt_and_runs(run_graph: RunGraph, ti
 
     prompt = ui_to_api(ui_workflow(), object_info_inprocess())
     expected = stock_graph(1234, prefix="ui")
+    expected["7"]["_meta"] = {"title": "Save the cat"}
     assert prompt == expected
     assert run_graph(prompt, outputs=["6"])["6"][0].shape == (1, 64, 64, 3)
 
@@ -260,3 +266,91 @@ def test_object_info_serves_stock_and_pack_nodes_like_the_in_process_comfyui(
         assert {k: v for k, v in served[node_id].items() if k not in strip} == {
             k: v for k, v in local[node_id].items() if k not in strip
         }
+
+
+def sleep_workflow(reports: int, step_seconds: float, silent_seconds: float) -> dict[str, Any]:
+    """A UI workflow of one ``HarnessTest_Sleep`` node titled "Sleep here" (tests/harness_test_nodes)."""
+    node = {"id": 1, "type": "HarnessTest_Sleep", "title": "Sleep here", "mode": 0, "inputs": []}
+    node["widgets_values"] = [reports, step_seconds, silent_seconds]
+    return {"nodes": [node], "links": [], "version": 0.4}
+
+
+def run_sleep_workflow(server: ComfyServer, tmp_path: Path, workflow: dict[str, Any], stall_timeout: float):
+    from harness.run_workflows import run_workflow
+
+    path = tmp_path / "sleep.json"
+    path.write_text(json.dumps(workflow))
+    return run_workflow(server, path, server.object_info(), tmp_path / "out", stall_timeout=stall_timeout)
+
+
+def wait_until_idle(server: ComfyServer, timeout: float = 60.0) -> None:
+    """Return once the server runs and holds no prompt (a silent node ignores the cancel until it returns)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        queue = requests.get(f"{server.url}/queue", timeout=60).json()
+        if not queue["queue_running"] and not queue["queue_pending"]:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"the server was still busy after {timeout:.0f} s")
+
+
+def test_progress_tracker_times_silence_from_the_last_report_and_keeps_each_prompts_running_node() -> None:
+    from harness.server_progress import ProgressTracker, RunningNode
+
+    now = [100.0]
+    tracker = ProgressTracker(clock=lambda: now[0])
+    now[0] = 103.0
+    assert tracker.silent_for() == 3.0
+    tracker.record({"type": "executing", "data": {"node": "5", "display_node": "5", "prompt_id": "a"}})
+    now[0] = 110.0
+    tracker.record({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 1}}}})
+    assert tracker.silent_for() == 7.0, "a queue status names no prompt and is no progress"
+    assert tracker.running("a") == RunningNode("5")
+    tracker.record({"type": "progress", "data": {"value": 3, "max": 4, "prompt_id": "a", "node": "5"}})
+    assert tracker.silent_for() == 0.0
+    assert tracker.running("a") == RunningNode("5", 3, 4)
+    assert tracker.running("a").progress() == "its last progress was 3/4"
+    tracker.record({"type": "progress_state", "data": {"prompt_id": "b", "nodes": {}}})
+    tracker.record({"type": "executing", "data": {"node": "7", "prompt_id": "a"}})
+    assert tracker.running("a").progress() == "it reported no progress"
+    tracker.record({"type": "progress", "data": {"value": 1, "max": 2, "prompt_id": "a", "node": "8"}})
+    assert tracker.running("a") == RunningNode("8", 1, 2), "a sub-node's progress names the sub-node"
+    tracker.record({"type": "execution_success", "data": {"prompt_id": "a"}})
+    assert tracker.running("a") is None and tracker.running("b") is None
+
+
+def test_a_workflow_that_keeps_reporting_progress_runs_past_a_short_stall_limit(
+    comfy_server: ComfyServer, tmp_path: Path
+) -> None:
+    """16 progress reports 0.25 s apart: 4 s in all, four times the stall limit, and never 1 s without a report."""
+    result = run_sleep_workflow(comfy_server, tmp_path, sleep_workflow(16, 0.25, 0.0), stall_timeout=1.0)
+    assert result.ok, result.error
+    assert result.seconds >= 4.0
+
+
+def test_a_workflow_that_goes_silent_fails_naming_the_running_node_and_its_last_progress(
+    comfy_server: ComfyServer, tmp_path: Path
+) -> None:
+    result = run_sleep_workflow(comfy_server, tmp_path, sleep_workflow(2, 0.05, 4.0), stall_timeout=1.0)
+    assert not result.ok
+    assert re.fullmatch(
+        r"PromptStalled: prompt \S+: the server reported no progress for \d+ s while node 1 "
+        r'\(HarnessTest_Sleep, "Sleep here"\) was running, and its last progress was 2/2; cancelled it '
+        r"\(raise the stall limit if this node is only slow\)",
+        result.error,
+    ), result.error
+    assert result.seconds < 4.0, "the wait ended at the stall limit, before the node finished"
+    wait_until_idle(comfy_server)
+
+
+def test_a_stalled_untitled_node_is_named_by_its_display_name(comfy_server: ComfyServer) -> None:
+    from harness.errors import PromptStalled
+
+    inputs = {"reports": 0, "step_seconds": 0.0, "silent_seconds": 3.0}
+    with pytest.raises(PromptStalled) as stalled:
+        comfy_server.wait(comfy_server.queue({"1": {"class_type": "HarnessTest_Sleep", "inputs": inputs}}), 1.0)
+    wait_until_idle(comfy_server)
+    assert 'node 1 (HarnessTest_Sleep, "Sleep (harness tests)") was running, and it reported no progress' in str(
+        stalled.value
+    )
+    assert stalled.value.node_id == "1"
