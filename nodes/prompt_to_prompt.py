@@ -78,13 +78,13 @@ class PromptToPromptEdit(io.ComfyNode):
                     "word_weights",
                     default="",
                     tooltip="Re-weight target words' attention inside the cross-replace steps, e.g. 'smile:2.0, "
-                    "glasses:0.5'. Empty: none.",
+                    "glasses:0.5'; with an identity its placeholders too ('[A]:1.5'). Empty: none.",
                 ),
                 io.String.Input(
                     "blend_words",
                     default="",
-                    tooltip="Local blend: words of either prompt ('cat, tiger') whose region may change; the rest "
-                    "keeps the source. Empty: no blending.",
+                    tooltip="Local blend: words of either prompt ('cat, tiger'; with an identity its placeholders "
+                    "too, '[I]') whose region may change; the rest keeps the source. Empty: no blending.",
                 ),
                 io.Float.Input(
                     "blend_threshold",

@@ -179,7 +179,8 @@ def plan_edit(
         if first not in target_text:
             raise ValueError(f"target_text: the identity's token {first} is not in the target prompt")
         source_text, target_text = identity.expand(source_text), identity.expand(target_text)
-        word_cross_replace = identity.expand(word_cross_replace)
+        word_cross_replace, word_weights = identity.expand(word_cross_replace), identity.expand(word_weights)
+        blend_words = identity.expand(blend_words)
     source = prompt_tokens(clip, source_text, "source_text")
     target = prompt_tokens(clip, target_text, "target_text")
     kind = choose_controller(source, target, controller)
