@@ -1,19 +1,26 @@
 """Parity with diffusers: the tiny SD1.5 UNet converted to a diffusers UNet2DConditionModel gives the same noise
-prediction as our patched ComfyUI model when its cross-attention processors apply the same core masking."""
+prediction as our patched ComfyUI model when its cross-attention processors apply S2Edit's masking, written here
+independently of the pack's core (diffusers' own attention scores, box-averaged mask, ``A*[I] = A[I] ⊙ M``)."""
 
 import pytest
 import torch
 from attention_helpers import PROMPT, encode, inject, left_half_mask
 from diffusers_unet import to_diffusers_unet
 
-from precise_edit.core.token_grid import mask_to_token_grid
-from precise_edit.core.token_mask import masked_cross_attention
-
 LATENT_HW = (8, 12)
 
 
+def box_average(mask: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """``[B, H, W]`` → ``[B, h·w]``: the mean of the mask over each token's H/h × W/w footprint (whole factors)."""
+    batch, height, width = mask.shape
+    rows, cols = grid
+    assert height % rows == 0 and width % cols == 0, "the reference needs whole downscale factors"
+    return mask.reshape(batch, rows, height // rows, cols, width // cols).mean(dim=(2, 4)).reshape(batch, -1)
+
+
 class MaskedCrossAttentionProcessor:
-    """diffusers attention processor for attn2 layers: ``A*[I] = A[I] ⊙ M`` on the layer's token grid."""
+    """diffusers attention processor for attn2 layers: ``A*[I] = A[I] ⊙ M`` on the layer's token grid, from
+    diffusers' own ``get_attention_scores`` (softmax of the scaled scores) and head reshapes."""
 
     def __init__(self, tokens: list[int], mask: torch.Tensor, grids: dict[int, tuple[int, int]]) -> None:
         self.tokens = torch.tensor(tokens)
@@ -21,11 +28,15 @@ class MaskedCrossAttentionProcessor:
         self.grids = grids
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
-        q = attn.to_q(hidden_states)
-        k = attn.to_k(encoder_hidden_states)
-        v = attn.to_v(encoder_hidden_states)
-        grid_mask = mask_to_token_grid(self.mask, self.grids[hidden_states.shape[1]])
-        out, _ = masked_cross_attention(q, k, v, attn.heads, self.tokens, grid_mask)
+        query = attn.head_to_batch_dim(attn.to_q(hidden_states))
+        key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
+        value = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
+        probs = attn.get_attention_scores(query, key, None)  # [batch·heads, Tq, Tk]
+        grid_mask = box_average(self.mask.float(), self.grids[hidden_states.shape[1]])
+        factor = grid_mask.repeat_interleave(attn.heads, dim=0)[:, :, None]
+        probs = probs.clone()
+        probs[:, :, self.tokens] = probs[:, :, self.tokens] * factor
+        out = attn.batch_to_head_dim(torch.bmm(probs, value))
         return attn.to_out[1](attn.to_out[0](out))
 
 
