@@ -41,7 +41,9 @@ class NullTextInversion(io.ComfyNode):
                     min=0.0,
                     max=30.0,
                     step=0.1,
-                    tooltip="Classifier-free guidance scale that the reconstruction and the edits will use.",
+                    tooltip="Classifier-free guidance scale that the reconstruction and the edits will use (fixed "
+                    "by the inversion). 7.5: plain null-text inversion (Mokady et al.); S2Edit identity edits: "
+                    "3.5-5.5, the paper's best identity/edit trade-off.",
                 ),
                 io.Int.Input(
                     "inner_steps",
