@@ -6,7 +6,8 @@ DeltaSpace direction Δ (text Δt, or image Δi),
     Δs' = σ · DeltaMapper(s/σ, [ĉ ‖ Δ/‖Δ‖]),        Δs'_k ← 0 where |R_k · Δ| < τ,        s' = s + α · Δs',
 
 with σ the training code scale, R the relevance rows, τ the disentanglement threshold and α the strength (the
-official code uses α = 1). α = 0 returns s itself.
+official code uses α = 1). α = 0 returns s itself. With a relative threshold ρ, τ = ρ · max_j |R_j · Δ|
+(``delta_relevance``).
 
 The straightforward baseline skips the mapper and moves s along the text direction itself, which is only defined
 when the conditioning space is the DeltaSpace CLIP's own image space: Δs' = ‖s‖ · Δ, the change of a unit
@@ -65,8 +66,10 @@ def predict_delta(
     clip_embeddings: torch.Tensor,
     direction: DeltaDirection,
     threshold: float = 0.0,
+    relative: bool = False,
 ) -> torch.Tensor:
-    """Δs' ``[B, D]`` for codes ``[B, D]``, DeltaSpace image embeddings ``[B, d]`` and a direction."""
+    """Δs' ``[B, D]`` for codes ``[B, D]``, DeltaSpace image embeddings ``[B, d]`` and a direction; ``threshold``
+    is τ, or ρ with ``relative``."""
     model.check_direction(direction)
     if codes.shape[-1] != model.target_dim:
         raise ValueError(
@@ -83,7 +86,7 @@ def predict_delta(
     with torch.no_grad():
         delta = model.mapper(codes.to(parameter) / model.code_scale, condition) * model.code_scale
     delta = delta.to(codes.device, torch.float32)
-    return disentangle(delta, model.relevance.to(codes.device), direction.raw.to(codes.device), threshold)
+    return disentangle(delta, model.relevance.to(codes.device), direction.raw.to(codes.device), threshold, relative)
 
 
 def straightforward_delta(codes: torch.Tensor, direction: DeltaDirection) -> torch.Tensor:

@@ -16,6 +16,18 @@ the centred normalised CLIP embeddings C̃ on the centred codes S̃ (the factor 
 ε · tr(S̃ᵀS̃)/D). Row k of R is the CLIP change per unit of channel k with the other channels held fixed, the
 counterpart of a single-channel perturbation; rows are normalised to unit length like ``fs3``. A channel that
 never varies in the data gets a zero row, so it is always below the threshold and never edited.
+
+The absolute τ = 0.03 belongs to StyleGAN's S-space and to ViT-B/32 text differences. In a d-dimensional CLIP space a
+typical score is ‖Δt‖/√d: with templated text differences of ‖Δt‖ ≈ 0.2–0.3 and d = 768 (ViT-L/14, the unCLIP-L
+setup, where R is close to the identity because the conditioning is the joint CLIP's own image space) that is
+0.006–0.01, so τ = 0.03 keeps 0–0.1 % of the channels and the edit all but vanishes. The relative rule compares
+each score with the largest one instead,
+
+    Δs_k ← 0   where   |R_k · Δt| < ρ · max_j |R_j · Δt|,
+
+which does not depend on ‖Δt‖ or on the CLIP model, and always keeps the most relevant channel. ρ = 0.25 keeps
+about 35–50 % of a 768-d embedding's channels (those at least a quarter as relevant as the most relevant one) and
+about 90 % of the length of an edit that follows the relevance; ρ = 0 keeps every channel, ρ = 1 only the top one.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from __future__ import annotations
 import torch
 
 DEFAULT_THRESHOLD = 0.03
+DEFAULT_RELATIVE_THRESHOLD = 0.25
 DEFAULT_RIDGE = 1e-3
 
 
@@ -62,14 +75,25 @@ def relevance_scores(relevance: torch.Tensor, direction_raw: torch.Tensor) -> to
     return (relevance.float() @ direction_raw.float().reshape(-1)).abs()
 
 
-def relevant_channels(relevance: torch.Tensor, direction_raw: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Boolean ``[D]``: True where ``|R_k · Δ| ≥ threshold`` (the channels the edit may change)."""
-    return relevance_scores(relevance, direction_raw) >= threshold
+def relevant_channels(
+    relevance: torch.Tensor, direction_raw: torch.Tensor, threshold: float, relative: bool = False
+) -> torch.Tensor:
+    """Boolean ``[D]``, the channels the edit may change: ``|R_k · Δ| ≥ τ``, or with ``relative``
+    ``|R_k · Δ| ≥ ρ · max_j |R_j · Δ|`` (a channel of zero relevance only when ρ = 0)."""
+    scores = relevance_scores(relevance, direction_raw)
+    if not relative:
+        return scores >= threshold
+    keep = scores >= threshold * scores.max()
+    return keep & (scores > 0) if threshold > 0 else keep
 
 
 def disentangle(
-    delta_codes: torch.Tensor, relevance: torch.Tensor, direction_raw: torch.Tensor, threshold: float
+    delta_codes: torch.Tensor,
+    relevance: torch.Tensor,
+    direction_raw: torch.Tensor,
+    threshold: float,
+    relative: bool = False,
 ) -> torch.Tensor:
-    """Δs with the channels below ``threshold`` set to zero (others untouched); ``[..., D]``."""
-    keep = relevant_channels(relevance, direction_raw, threshold)
+    """Δs with the channels below the threshold set to zero (others untouched); ``[..., D]``."""
+    keep = relevant_channels(relevance, direction_raw, threshold, relative)
     return torch.where(keep.to(delta_codes.device), delta_codes, torch.zeros_like(delta_codes))

@@ -117,6 +117,61 @@ def test_thresholding_zeroes_exactly_the_channels_whose_relevance_is_below_it():
     assert torch.equal(disentangle(delta, relevance, raw, 0.0401), torch.zeros_like(delta))
 
 
+def test_the_relative_threshold_keeps_channels_at_a_fraction_of_the_largest_relevance():
+    relevance = torch.eye(6, 4)
+    relevance[4] = torch.tensor([0.6, 0.8, 0.0, 0.0])
+    raw = torch.tensor([0.02, -0.04, 0.03125, -0.0299])  # scores 0.02, 0.04, 0.03125, 0.0299, 0.02, 0
+    keep = relevant_channels(relevance, raw, 0.75, relative=True)  # ≥ 0.03
+    assert torch.equal(keep, torch.tensor([False, True, True, False, False, False]))
+    assert torch.equal(relevant_channels(relevance, raw, 0.5, relative=True), torch.tensor([True] * 5 + [False]))
+    assert torch.equal(relevant_channels(relevance, raw, 1.0, relative=True), torch.tensor([False, True] + [False] * 4))
+    assert relevant_channels(relevance, raw, 0.0, relative=True).all()
+    # scale-free: the same channels for a 100× longer direction, where the absolute rule keeps all but one
+    assert torch.equal(relevant_channels(relevance, 100 * raw, 0.75, relative=True), keep)
+    assert int(relevant_channels(relevance, 100 * raw, 0.03).sum()) == 5
+    assert not relevant_channels(relevance, torch.zeros(4), 0.25, relative=True).any()
+    delta = torch.arange(1.0, 13.0).reshape(2, 6)
+    out = disentangle(delta, relevance, raw, 0.75, relative=True)
+    assert torch.equal(out[:, keep], delta[:, keep]) and torch.equal(out[:, ~keep], torch.zeros(2, 4))
+
+
+def test_the_papers_absolute_threshold_keeps_no_channel_of_a_768_d_clip_embedding_and_the_default_keeps_40_percent():
+    """The unCLIP-L setup: the conditioning is the joint CLIP's own 768-d image embedding, so R is close to the
+    identity and |R_k·Δt| ≈ |Δt_k| ~ ‖Δt‖/√768. Δt is the templated 'face' → 'face with smile' of a 768-d joint CLIP."""
+    from delta_helpers import fallback_tokenizer, tiny_clip
+    from transformers import CLIPTokenizer
+
+    from precise_edit.core.delta_relevance import DEFAULT_RELATIVE_THRESHOLD, DEFAULT_THRESHOLD
+
+    tokenizer, joint = CLIPTokenizer.from_pretrained(str(fallback_tokenizer())), tiny_clip(projection=768)
+
+    def encode_texts(texts):
+        tokens = tokenizer(list(texts), padding=True, return_tensors="pt")
+        with torch.no_grad():
+            return joint.text_projection(joint.text_model(**tokens).pooler_output)
+
+    direction = text_direction(encode_texts, "face", "face with smile").raw
+    generator = torch.Generator().manual_seed(0)
+    dim, count = 768, 1200
+    cone = F.normalize(torch.randn(dim, generator=generator), dim=0)
+    clip = F.normalize(cone + torch.randn(count, dim, generator=generator) / dim**0.5, dim=1)
+    codes = clip * (15 + 10 * torch.rand(count, 1, generator=generator))
+    relevance = estimate_relevance(codes, clip)
+    scores = relevance_scores(relevance, direction)
+    typical = float(direction.norm()) / dim**0.5
+    measured = (
+        f"‖Δt‖ = {float(direction.norm()):.3f}, median |R·Δt| = {float(scores.median()):.4f} "
+        f"(0.674 ‖Δt‖/√768 = {0.674 * typical:.4f}), max = {float(scores.max()):.4f}"
+    )
+    assert abs(float(scores.median()) / (0.674 * typical) - 1) < 0.1, measured
+    paper = relevant_channels(relevance, direction, DEFAULT_THRESHOLD)
+    assert float(paper.float().mean()) < 0.01, f"τ = 0.03 keeps {float(paper.float().mean()):.2%}; {measured}"
+    kept = relevant_channels(relevance, direction, DEFAULT_RELATIVE_THRESHOLD, relative=True)
+    edit = codes[0].norm() * direction  # in the joint CLIP's own space the edit follows Δt
+    fraction, length = float(kept.float().mean()), float(edit[kept].norm() / edit.norm())
+    assert 0.35 < fraction < 0.45 and length > 0.9, f"ρ = 0.25 keeps {fraction:.1%}, {length:.1%} of the length"
+
+
 def test_relevance_rows_find_the_clip_direction_each_channel_moves_along():
     generator = torch.Generator().manual_seed(0)
     factors = torch.randn(400, 3, generator=generator)

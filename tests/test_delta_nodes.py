@@ -233,21 +233,35 @@ def test_a_folder_that_does_not_exist_is_named(delta, trained):
         train(delta, trained.joint, folder="no/such/folder")
 
 
-def apply(delta, trained, direction, **inputs):
-    from precise_edit.nodes.apply_delta_edit import ApplyDeltaEdit
+DEFAULT_INPUTS = {"method": "delta mapper", "strength": 1.0, "threshold": 0.03}
 
-    arguments = {
+
+def fixture_inputs(delta, trained, direction) -> dict:
+    return {
         "delta": direction,
-        "method": "delta mapper",
-        "strength": 1.0,
-        "threshold": 0.0,
         "delta_mapper": trained.mapper,
         "joint_clip": trained.joint,
         "clip_vision": delta.clip_vision,
         "image": image_batch(2, seed=11),
+    }
+
+
+def apply_outputs(delta, trained, direction, **inputs) -> tuple:
+    """Apply DeltaEdit's outputs (CLIP_VISION_OUTPUT, CHANNELS_KEPT); the absolute threshold 0 unless given."""
+    from precise_edit.nodes.apply_delta_edit import ApplyDeltaEdit
+
+    arguments = {
+        **DEFAULT_INPUTS,
+        **fixture_inputs(delta, trained, direction),
+        "threshold": 0.0,
+        "threshold_mode": "absolute",
         **inputs,
     }
-    return run(ApplyDeltaEdit, **arguments)[0]
+    return run(ApplyDeltaEdit, **arguments)
+
+
+def apply(delta, trained, direction, **inputs):
+    return apply_outputs(delta, trained, direction, **inputs)[0]
 
 
 @pytest.fixture(scope="module")
@@ -281,6 +295,62 @@ def test_strength_zero_and_a_threshold_above_every_relevance_leave_the_embedding
     assert torch.equal(partial[:, ~relevant], torch.zeros_like(partial[:, ~relevant]))
 
 
+def test_by_default_channels_a_quarter_as_relevant_as_the_top_one_are_edited_and_their_fraction_reported(
+    delta, trained, smile, monkeypatch
+):
+    from precise_edit.nodes import apply_delta_edit
+
+    defaults = {i.id: getattr(i, "default", None) for i in apply_delta_edit.ApplyDeltaEdit.GET_SCHEMA().inputs}
+    assert (defaults["threshold_mode"], defaults["relative_threshold"], defaults["threshold"]) == (
+        "relative",
+        0.25,
+        0.03,
+    )
+    shown = []
+    monkeypatch.setattr(apply_delta_edit, "show_on_node", shown.append)
+    images = image_batch(2, seed=11)
+    with torch.inference_mode():
+        source = delta.clip_vision.encode_image(images, crop=True)
+    # a prompt saved before threshold_mode existed: the node's defaults (relative) apply, its threshold is kept
+    inputs = {k: v for k, v in DEFAULT_INPUTS.items() if not k.startswith(("threshold_mode", "relative"))}
+    out, kept = run(apply_delta_edit.ApplyDeltaEdit, **inputs, **fixture_inputs(delta, trained, smile))
+    change = out.image_embeds - source.image_embeds
+    scores = (trained.mapper.relevance @ smile.raw).abs()
+    relevant = scores >= 0.25 * scores.max()
+    # the tiny 16-d joint CLIP: ‖Δt‖ = 0.27, scores 0.0003–0.048; ρ = 0.25 keeps 13 of 16, τ = 0.03 keeps 3
+    assert kept == float(relevant.float().mean()) == 13 / 16
+    assert torch.equal(change[:, ~relevant], torch.zeros_like(change[:, ~relevant]))
+    assert float(change.norm(dim=-1).min()) > 1e-3
+    paper, paper_kept = apply_outputs(delta, trained, smile, threshold=0.03)
+    assert paper_kept == 3 / 16
+    assert float((paper.image_embeds - source.image_embeds).norm()) < float(change.norm())
+    assert shown[0].startswith("DeltaEdit: 13 of 16 channels kept (81.2%); edit length ")
+    assert apply_outputs(delta, trained, smile, strength=0.0)[1] == 0.0
+    assert apply_outputs(delta, trained, smile, method="straightforward")[1] == 1.0
+
+
+def test_the_report_is_shown_under_the_executing_node(comfy, monkeypatch):
+    import server
+    from comfy_execution.utils import CurrentNodeContext
+
+    from precise_edit.nodes.node_text import show_on_node
+
+    sent = []
+    stub = SimpleNamespace(send_progress_text=lambda text, node_id: sent.append((text, node_id)))
+    monkeypatch.setattr(server.PromptServer, "instance", stub, raising=False)
+    with CurrentNodeContext("prompt", "7"):
+        show_on_node("DeltaEdit: 13 of 16 channels kept")
+    show_on_node("outside a prompt: logged only")
+    assert sent == [("DeltaEdit: 13 of 16 channels kept", "7")]
+
+
+def test_an_unknown_threshold_mode_is_named(delta, trained, smile):
+    with pytest.raises(
+        ValueError, match="threshold_mode: expected one of \\['relative', 'absolute'\\], got 'quantile'"
+    ):
+        apply(delta, trained, smile, threshold_mode="quantile")
+
+
 def test_the_straightforward_baseline_edits_a_given_clip_vision_output(delta, trained, smile):
     with torch.inference_mode():
         source = delta.clip_vision.encode_image(image_batch(1, seed=2), crop=True)
@@ -295,14 +365,26 @@ def test_the_edited_output_conditions_the_stock_unclip_path(delta, trained, smil
 
     import nodes
 
-    out = apply(delta, trained, smile)
-    conditioning = nodes.unCLIPConditioning().apply_adm([[torch.zeros(1, 77, 8), {}]], out, 1.0, 0.0)[0]
-    unclip = conditioning[0][1]["unclip_conditioning"]
     augmentor = CLIPEmbeddingNoiseAugmentation(
         noise_schedule_config={"timesteps": 1000, "beta_schedule": "squaredcos_cap_v2"}, timestep_dim=16
     )
-    adm = comfy.model_base.unclip_adm(unclip, "cpu", augmentor, seed=0)
-    assert adm.shape == (1, 32) and torch.isfinite(adm).all()
+
+    def adm(output) -> torch.Tensor:
+        conditioning = nodes.unCLIPConditioning().apply_adm([[torch.zeros(1, 77, 8), {}]], output, 1.0, 0.0)[0]
+        return comfy.model_base.unclip_adm(conditioning[0][1]["unclip_conditioning"], "cpu", augmentor, seed=0)
+
+    image = image_batch(1, seed=11)
+    with torch.inference_mode():
+        source = delta.clip_vision.encode_image(image, crop=True)
+    edited, unedited = apply(delta, trained, smile, image=image), apply(delta, trained, smile, image=image, strength=0)
+    change = edited.image_embeds - source.image_embeds
+    assert float(change.norm()) > 1e-3
+    plain, moved = adm(unedited), adm(edited)
+    assert moved.shape == plain.shape == (1, 32) and torch.isfinite(moved).all()
+    assert torch.equal(plain, adm(source))
+    # noise level 0 with one seed: the ADM's embedding half moves by √ᾱ₀ · Δs ≈ Δs, its noise-level half not at all
+    torch.testing.assert_close(moved[:, :16] - plain[:, :16], change, atol=1e-4, rtol=1e-3)
+    assert torch.equal(moved[:, 16:], plain[:, 16:])
 
 
 def test_a_mapper_is_refused_with_another_joint_clip_or_a_direction_of_another_clip(delta, trained, smile):

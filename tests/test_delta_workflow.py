@@ -57,6 +57,7 @@ def test_the_workflow_is_the_stock_unclip_path_with_a_delta_edit_in_the_middle(p
     assert trainer["folder"] == "deltaedit_faces" and trainer["steps"] == 2000
     edit = node_of(prompt, "PreciseEdit_ApplyDeltaEdit")["inputs"]
     assert edit["method"] == "delta mapper" and edit["strength"] == 1.0 and edit["threshold"] == 0.03
+    assert (edit["threshold_mode"], edit["relative_threshold"]) == ("relative", 0.25)
     assert prompt[edit["clip_vision_output"][0]]["class_type"] == "CLIPVisionEncode"
     sources = sorted(
         prompt[node["inputs"]["clip_vision_output"][0]]["class_type"]
@@ -82,8 +83,8 @@ def test_strength_zero_reproduces_the_unedited_sample_and_the_edit_changes_it(co
     assert sorted(mappers.glob("faces_*.safetensors")) == saved
 
 
-def test_a_threshold_above_every_relevance_leaves_the_sample_unedited(comfy_server, prompt):
-    gated = run(comfy_server, with_edit(prompt, threshold=1.0))
+def test_an_absolute_threshold_above_every_relevance_leaves_the_sample_unedited(comfy_server, prompt):
+    gated = run(comfy_server, with_edit(prompt, threshold_mode="absolute", threshold=1.0))
     assert np.array_equal(gated["deltaedit_smile"], gated["deltaedit_unedited"])
 
 
