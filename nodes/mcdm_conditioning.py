@@ -6,10 +6,16 @@
   samples it), scaled inside the model (``MCDMUNetModel``); "zero concat" is the all-zero scaled latent;
 - per branch, a CONDITIONING whose cross-attention tensors are [text ; image tokens] and whose
   ``concat_latent_image`` holds the source latent (absent for the zero-concat branches).
+
+The text part is at most 77 tokens: MCDM was trained (and the release runs) with CLIP's tokenizer truncating every
+prompt to 77 tokens, so its cross-attention has only ever seen 77 text + 50 image tokens. ComfyUI encodes a longer
+prompt as several 77-token chunks (154, 231, … tokens); those are cut to the first chunk, which is the release's
+truncation, with a warning in the log and on the node.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +23,10 @@ import torch
 
 from ..core.mcdm_adapter import mcdm_context
 from .mcdm_model import CONCAT_CHANNELS, MCDM
+from .node_text import show_on_node
 
 LATENT_DOWNSCALE = 8
+TEXT_TOKENS = 77
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,21 @@ def encode_source(mcdm: MCDM, vae: Any, image: torch.Tensor, name: str = "source
         tokens = mcdm.image_tokens(mcdm.vision.hidden_states(image), mcdm.scale_latent(latent))
         uncond = mcdm.image_tokens(mcdm.vision.hidden_states(black), mcdm.scale_latent(black_latent))
     return SourceEmbedding(latent, tokens.detach().float(), uncond.detach().float())
+
+
+def trained_text_length(conditioning: list, name: str) -> list:
+    """CONDITIONING whose text tensors keep only their first 77 tokens (the release's truncation), with a warning
+    naming the input when a prompt was longer; shorter conditioning is returned as it is."""
+    longest = max((text.shape[1] for text, _ in conditioning), default=0)
+    if longest <= TEXT_TOKENS:
+        return conditioning
+    show_on_node(
+        f"MCDM: {name} has {longest} text tokens (a prompt past CLIP's 77, or concatenated conditionings); MCDM was "
+        f"trained on {TEXT_TOKENS} text tokens, so only the first {TEXT_TOKENS} are used, as the released code "
+        "truncates. Shorten the prompt to keep all of it.",
+        logging.WARNING,
+    )
+    return [[text[:, :TEXT_TOKENS], options] for text, options in conditioning]
 
 
 def branch_conditioning(

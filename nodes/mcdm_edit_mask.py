@@ -14,10 +14,10 @@ import comfy.model_management
 import comfy.samplers
 import torch
 import torch.nn.functional as F
-from .comfy_node_api import io
 
 from ..core.diffedit_mask import diffedit_mask, difference_map, encode_timestep
 from ..core.mcdm_guidance import ALL, ALL_SOURCE, IMAGE, IMAGE_CONCAT, UNCOND, mcdm_guidance
+from .comfy_node_api import io
 from .mcdm_conditioning import check_mcdm_model, encode_source
 from .mcdm_guider import MCDMGuider, common_inputs, mcdm_branches, scale_inputs
 from .mcdm_model import MCDM
@@ -97,7 +97,10 @@ class MCDMEditMask(io.ComfyNode):
             ),
             inputs=[
                 *common_inputs(),
-                io.Conditioning.Input("source_prompt", tooltip="The source prompt p_a describing the input image."),
+                io.Conditioning.Input(
+                    "source_prompt",
+                    tooltip="The source prompt p_a describing the input image; its first 77 tokens are used.",
+                ),
                 *scale_inputs(),
                 io.Int.Input(
                     "samples", default=10, min=1, max=64, tooltip="n: independent noise draws averaged (DiffEdit: 10)."

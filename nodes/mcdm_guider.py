@@ -12,7 +12,6 @@ from typing import Any
 import comfy.samplers
 import torch
 import torch.nn.functional as F
-from .comfy_node_api import io
 
 from ..core.mask_stack import as_mask_batch
 from ..core.mcdm_guidance import (
@@ -25,7 +24,14 @@ from ..core.mcdm_guidance import (
     masked_mcdm_guidance,
     mcdm_guidance,
 )
-from .mcdm_conditioning import SourceEmbedding, branch_conditioning, check_mcdm_model, encode_source
+from .comfy_node_api import io
+from .mcdm_conditioning import (
+    SourceEmbedding,
+    branch_conditioning,
+    check_mcdm_model,
+    encode_source,
+    trained_text_length,
+)
 from .mcdm_model import MCDM
 from .socket_types import MCDMType
 
@@ -33,7 +39,11 @@ from .socket_types import MCDMType
 def mcdm_branches(
     source: SourceEmbedding, positive: list, negative: list, source_prompt: list | None = None
 ) -> dict[str, list]:
-    """The CONDITIONING of each branch (Eq. 1 ordering of the release: uncond, all, img_p, img_p_concat)."""
+    """The CONDITIONING of each branch (Eq. 1 ordering of the release: uncond, all, img_p, img_p_concat); prompts
+    are cut to the 77 text tokens MCDM was trained with."""
+    positive, negative = trained_text_length(positive, "positive"), trained_text_length(negative, "negative")
+    if source_prompt is not None:
+        source_prompt = trained_text_length(source_prompt, "source_prompt")
     branches = {
         UNCOND: branch_conditioning(negative, source.uncond_tokens, None, "negative"),
         ALL: branch_conditioning(positive, source.tokens, source.latent, "positive"),
@@ -156,8 +166,15 @@ def common_inputs() -> list:
             "source_image",
             tooltip="The image to edit (x_A); width and height must be multiples of 8. The edit has its size.",
         ),
-        io.Conditioning.Input("positive", tooltip="The target prompt p_b (e.g. 'a man, santa claus costume')."),
-        io.Conditioning.Input("negative", tooltip="The negative prompt of the unconditional branches (often empty)."),
+        io.Conditioning.Input(
+            "positive",
+            tooltip="The target prompt p_b (e.g. 'a man, santa claus costume'). Its first 77 tokens are used, as "
+            "MCDM was trained; a longer prompt is cut with a warning.",
+        ),
+        io.Conditioning.Input(
+            "negative",
+            tooltip="The negative prompt of the unconditional branches (often empty); first 77 tokens.",
+        ),
     ]
 
 
@@ -179,7 +196,8 @@ class MCDMGuiderNode(io.ComfyNode):
                 io.Conditioning.Input(
                     "source_prompt",
                     optional=True,
-                    tooltip="The source prompt p_a (e.g. 'a man'), used outside the mask; needed with a mask only.",
+                    tooltip="The source prompt p_a (e.g. 'a man'), used outside the mask; needed with a mask only. "
+                    "First 77 tokens.",
                 ),
                 io.Mask.Input(
                     "mask",

@@ -4,6 +4,8 @@ mask); it samples with stock samplers; bad inputs are refused with errors that n
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -145,6 +147,31 @@ def test_it_samples_with_multistep_samplers_and_an_all_one_mask_is_the_plain_gui
         b = masked.sample(noise, torch.zeros(1, 4, 8, 8), sampler, sigmas, disable_pbar=True)
         assert torch.isfinite(a).all()
         torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+
+def test_an_80_word_prompt_is_cut_to_the_77_text_tokens_mcdm_was_trained_on_with_a_warning(world, sd15, monkeypatch):
+    import nodes
+    from precise_edit.nodes import mcdm_conditioning
+    from precise_edit.nodes.mcdm_guider import MCDMGuiderNode
+
+    mcdm, vae = world
+    words = "a portrait of a smiling woman in a red coat".split() * 8
+    (positive,) = nodes.CLIPTextEncode().encode(sd15.clip, " ".join(words))
+    (negative,) = nodes.CLIPTextEncode().encode(sd15.clip, "")
+    (first_75,) = nodes.CLIPTextEncode().encode(sd15.clip, " ".join(words[:75]))
+    assert len(words) == 80 and positive[0][0].shape[1] == 154  # ComfyUI encodes it as two 77-token chunks
+    shown = []
+    monkeypatch.setattr(mcdm_conditioning, "show_on_node", lambda text, level: shown.append((text, level)))
+    guider = MCDMGuiderNode.execute(mcdm, vae, source_image(), positive, negative, *SCALES).args[0]
+    context = guider.original_conds["all"][0]["cross_attn"]
+    assert context.shape == (1, 77 + 50, 768)
+    # the first chunk is the release's truncation: BOS, the first 75 tokens, EOS
+    torch.testing.assert_close(context[:, :77], first_75[0][0])
+    assert guider.original_conds["uncond"][0]["cross_attn"].shape == (1, 127, 768)
+    assert [level for _, level in shown] == [logging.WARNING]
+    assert shown[0][0].startswith("MCDM: positive has 154 text tokens") and "only the first 77 are used" in shown[0][0]
+    probe = run_probe(guider, torch.zeros(1, 4, 8, 8), 3.0)
+    assert torch.isfinite(probe.out).all()
 
 
 def test_the_adapter_is_the_released_embedding_adapter():
