@@ -9,6 +9,7 @@ slot belong to display-only widgets (text previews, 3D viewers) and are ignored,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import Any, NamedTuple
@@ -208,4 +209,23 @@ def _v1_node_info(name: str, cls: type) -> dict[str, Any]:
     for attribute in ("DEPRECATED", "EXPERIMENTAL"):
         if getattr(cls, attribute, False):
             info[attribute.lower()] = True
+    info.update(_later_v1_fields(cls))
     return info
+
+
+def _later_v1_fields(cls: type) -> dict[str, Any]:
+    """The V1 description's fields that later ComfyUIs added, where this one has them (its ``NodeInfoV1`` lists
+    them): server.py always sends the first three, the last two only when the class sets them."""
+    from precise_edit.nodes.comfy_node_api import io
+
+    fields = {field.name for field in dataclasses.fields(io.NodeInfoV1)}
+    info = {
+        "is_input_list": getattr(cls, "INPUT_IS_LIST", False),
+        "has_intermediate_output": getattr(cls, "HAS_INTERMEDIATE_OUTPUT", False) is True,
+        "search_aliases": getattr(cls, "SEARCH_ALIASES", []),
+    }
+    if getattr(cls, "DEV_ONLY", False):
+        info["dev_only"] = True
+    if hasattr(cls, "ESSENTIALS_CATEGORY"):
+        info["essentials_category"] = cls.ESSENTIALS_CATEGORY
+    return {key: value for key, value in info.items() if key in fields}
