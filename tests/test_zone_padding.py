@@ -108,3 +108,10 @@ def test_unpad_names_the_input_whose_size_does_not_match_the_padding(comfy):
         unpad(padding, torch.zeros(1, 64, 96, 3), torch.zeros(1, 64, 64))
     with pytest.raises(ValueError, match=r"image is \(40, 70\) \(H, W\) but PADDING describes a 64×96 canvas"):
         unpad(padding, photo(40, 70))
+
+
+def test_stand_in_runs_shrink_the_longest_side_like_any_size():
+    from harness.stand_in_scale import shrink_for_stand_ins
+
+    prompt = {"5": {"class_type": "PreciseEdit_ResizeAndPad", "inputs": {"longest_side": 512, "multiple": 32}}}
+    assert shrink_for_stand_ins(prompt)["5"]["inputs"] == {"longest_side": 64, "multiple": 32}
