@@ -65,10 +65,10 @@ def mapper_delta(
 def edit_report(kept: int, channels: int, codes: torch.Tensor, change: torch.Tensor, strength: float) -> str:
     """What the edit did, for the node's text: channels changed and the edit's length against the embedding's."""
     length = float((strength * change.float()).norm(dim=-1).mean())
-    relative = length / max(float(codes.float().norm(dim=-1).mean()), torch.finfo(torch.float32).tiny)
+    share = length / max(float(codes.float().norm(dim=-1).mean()), torch.finfo(torch.float32).tiny)
     return (
         f"DeltaEdit: {kept} of {channels} channels kept ({kept / channels:.1%}); "
-        f"edit length {length:.4g} ({relative:.2%} of the embedding's)"
+        f"edit length {length:.4g} ({share:.2%} of the embedding's)"
     )
 
 
