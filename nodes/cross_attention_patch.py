@@ -4,9 +4,13 @@ One ``CrossAttentionPatch`` sits in ``patches_replace["attn2"]`` for each transf
 an ordered list of effects: probability modifiers (token masks), cross-batch edits (a prompt's images rebuilt from
 its first image's probabilities, for prompt-to-prompt) and recorders (attention capture). It computes the
 probabilities only when an effect is active for the current step and prompt, and adds the correction
-``(A* − A) V`` (see ``core.cross_attention``) to the ordinary attention output, which comes from ComfyUI's
-selected attention backend or from an ``attn2`` replace that was installed before ours (IP-Adapter style), so
-both effects are kept.
+``(A* − A) V`` (see ``core.cross_attention``) to the ordinary attention output.
+
+Other packs' ``attn2`` replaces are kept in either order. The ordinary output comes from the layer's own replace
+installed before ours, else from the block's replace (a 2-tuple key such as ``("input", 1)``, which ComfyUI looks up
+only when no layer key matches, so ours would hide it) as found in the running model at call time, whether it was
+installed before or after ours; else from ComfyUI's selected attention backend. A pack that finds our patch at its
+key and chains into it with ``add(callback, **kwargs)`` (IP-Adapter's protocol) has its callback's output added.
 
 Which chunk of the batch is which prompt: an ``OUTER_SAMPLE`` wrapper indexes the guider's conds by their uuid
 (role ``positive``/``negative``/``middle``/… and the tags our nodes put on a CONDITIONING), and an
@@ -15,6 +19,7 @@ assumption is made about ``cond_or_uncond`` values. Outside a guider (a training
 prompt of the batch counts as targeted.
 """
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -98,10 +103,12 @@ class CondInfo:
 
 @dataclass(frozen=True)
 class CallInfo:
-    """Per UNet call: the current sigma and, per batch chunk, its cond (None outside a guider)."""
+    """Per UNet call: the current sigma, per batch chunk its cond (None outside a guider), and the ``attn2``
+    replaces the call runs with (None when unknown)."""
 
     sigma: float
     chunks: tuple[CondInfo | None, ...] | None
+    attn2_replaces: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -252,38 +259,78 @@ def call_layout(extra_options: dict) -> tuple[CallInfo, tuple[CondInfo | None, .
     return call, chunks, chunk_count
 
 
+AddedCallback = tuple[Callable[..., torch.Tensor], dict]
+
+
 class CrossAttentionPatch:
     """The ``attn2`` replace of one layer: runs our effects on top of the previous attention.
 
-    Row and column choices are made on the host and their index tensors cached per device, so a step adds no
-    host-device synchronisation.
+    ``previous`` is the layer's own replace installed before ours; ``block_replace`` the block's replace found then,
+    used when a call does not say which one the running model holds; ``added`` the callbacks other packs chained
+    in with ``add``. Row and column choices are made on the host and their index tensors cached per device, so a
+    step adds no host-device synchronisation.
     """
 
-    def __init__(self, layer: CrossAttentionLayer, effects: tuple[Effect, ...], previous: Attention | None) -> None:
+    def __init__(
+        self,
+        layer: CrossAttentionLayer,
+        effects: tuple[Effect, ...],
+        previous: Attention | None,
+        block_replace: Attention | None = None,
+        added: tuple[AddedCallback, ...] = (),
+    ) -> None:
         self.layer = layer
         self.effects = effects
         self.previous = previous
+        self.block_replace = block_replace
+        self.added = added
         self._indices: dict[tuple, torch.Tensor] = {}
 
     def with_effect(self, effect: Effect) -> "CrossAttentionPatch":
-        return CrossAttentionPatch(self.layer, self.effects + (effect,), self.previous)
+        return CrossAttentionPatch(self.layer, self.effects + (effect,), self.previous, self.block_replace, self.added)
+
+    def add(self, callback: Callable[..., torch.Tensor], **kwargs) -> None:
+        """Chain another pack's attention into this layer, as ComfyUI_IPAdapter_plus does when it finds an ``attn2``
+        replace at its key: ``callback(out, q, k, v, extra_options, **kwargs)`` is added to the attention output
+        while ``sigma_end ≤ σ ≤ sigma_start`` (always when the kwargs name no range).
+
+        The caller keeps no reference of its own, so this changes the patch in place; each model clone holds its own
+        patch object (``__deepcopy__``), so the model the caller cloned from is not changed.
+        """
+        self.added = self.added + ((callback, kwargs),)
 
     def begin_run(self) -> None:
         for effect in self.effects:
             if isinstance(effect, AttentionCapture):
                 effect.store.reset()
 
-    def base_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
+    def replaced_attention(self, call: CallInfo) -> Attention | None:
+        """The other pack's replace ComfyUI would run here without ours: the layer's own, else the block's."""
         if self.previous is not None:
-            return self.previous(q, k, v, extra_options)
-        return optimized_attention(
-            q,
-            k,
-            v,
-            extra_options["n_heads"],
-            attn_precision=extra_options.get("attn_precision"),
-            transformer_options=extra_options,
-        )
+            return self.previous
+        if call.attn2_replaces is None:
+            return self.block_replace
+        return call.attn2_replaces.get(self.layer.key[:2])
+
+    def base_attention(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict, call: CallInfo
+    ) -> torch.Tensor:
+        replaced = self.replaced_attention(call)
+        if replaced is not None:
+            out = replaced(q, k, v, extra_options)
+        else:
+            out = optimized_attention(
+                q,
+                k,
+                v,
+                extra_options["n_heads"],
+                attn_precision=extra_options.get("attn_precision"),
+                transformer_options=extra_options,
+            )
+        for callback, kwargs in self.added:
+            if kwargs.get("sigma_end", -math.inf) <= call.sigma <= kwargs.get("sigma_start", math.inf):
+                out = out + callback(out, q, k, v, extra_options, **kwargs)
+        return out
 
     def index(self, values: tuple[int, ...], device: torch.device) -> torch.Tensor:
         key = (values, device)
@@ -302,7 +349,7 @@ class CrossAttentionPatch:
                 hit = tuple(c for c, cond in enumerate(chunks) if effect.target.matches(cond))
                 if hit:
                     active.append((effect, hit, frozenset(c * images + i for c in hit for i in range(images))))
-        out = self.base_attention(q, k, v, extra_options)
+        out = self.base_attention(q, k, v, extra_options, call)
         if not active:
             return out
 
@@ -337,7 +384,10 @@ class CrossAttentionPatch:
         return out.index_add(0, row_index, correction.to(out.dtype))
 
     def __deepcopy__(self, memo: dict) -> "CrossAttentionPatch":
-        return self
+        """A model clone gets its own patch object (another pack may ``add`` to it) sharing everything it holds."""
+        clone = CrossAttentionPatch(self.layer, self.effects, self.previous, self.block_replace, self.added)
+        clone._indices = self._indices
+        return clone
 
 
 def _index_guider_conds(executor: Callable, *args, **kwargs):
@@ -358,11 +408,12 @@ def _index_guider_conds(executor: Callable, *args, **kwargs):
 
 
 def _resolve_call(executor: Callable, x, t, c_concat, c_crossattn, control, transformer_options, **kwargs):
-    """APPLY_MODEL wrapper: the current sigma and each batch chunk's cond, once per UNet call."""
+    """APPLY_MODEL wrapper: the current sigma, each batch chunk's cond and the attn2 replaces, once per UNet call."""
     index = transformer_options.get(RUN_CONDS_KEY)
     uuids = transformer_options.get("uuids")
     chunks = tuple(index.get(u) for u in uuids) if index is not None and uuids is not None else None
-    transformer_options[CALL_KEY] = CallInfo(float(t.max()), chunks)
+    replaces = transformer_options.get("patches_replace", {}).get("attn2", {})
+    transformer_options[CALL_KEY] = CallInfo(float(t.max()), chunks, replaces)
     return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 
 
@@ -380,11 +431,11 @@ def add_cross_attention_effect(
     patched = model.clone()
     replaces = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
     for layer in layers:
-        current = replaces.get(layer.key, replaces.get(layer.key[:2]))
+        current = replaces.get(layer.key)
         if isinstance(current, CrossAttentionPatch):
             patch = current.with_effect(effect)
         else:
-            patch = CrossAttentionPatch(layer, (effect,), current)
+            patch = CrossAttentionPatch(layer, (effect,), current, replaces.get(layer.key[:2]))
         patched.set_model_attn2_replace(patch, *layer.key)
     ensure_call_wrappers(patched)
     return patched

@@ -60,7 +60,8 @@ def test_patch_leaves_the_input_model_untouched_and_does_not_copy_tensors(sd15):
     replaces = patched.model_options["transformer_options"]["patches_replace"]["attn2"]
     cloned = patched.clone().model_options["transformer_options"]["patches_replace"]["attn2"]
     for key, patch in replaces.items():
-        assert cloned[key] is patch
+        assert cloned[key] is not patch, "each clone holds its own patch object, which another pack may add to"
+        assert cloned[key].effects is patch.effects
         assert cloned[key].effects[0].mask.data_ptr() == patch.effects[0].mask.data_ptr()
 
 
@@ -115,7 +116,7 @@ def test_injector_after_another_attn2_replace_keeps_both_effects(sd15):
     assert torch.equal(sample(ones, positive, negative), foreign_only)
     masked, _ = inject(foreign_model, sd15.clip, "cat", left_half_mask())
     patch = masked.model_options["transformer_options"]["patches_replace"]["attn2"][("input", 1, 0)]
-    assert patch.previous is foreign
+    assert patch.previous is None and patch.block_replace is foreign
 
     from precise_edit.core.cross_attention import attention_probabilities, output_correction
     from precise_edit.core.token_mask import mask_token_probabilities
