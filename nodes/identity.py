@@ -2,9 +2,11 @@
 
 One ``IdentityToken`` per learned placeholder ("[I]" for the identity, "[A]" for an attribute in compositional
 editing): its embedding (saved as ``models/embeddings/<embedding_name>.safetensors``, so ``embedding:<name>`` works
-in any prompt), and the object mask that spatial control applied to its cross-attention during training and that
-editing keeps applying. ``Identity`` bundles the tokens with the source prompt(s), the LoRA file and the training
-record. ``Identity.expand`` turns a "[I]"-prompt into text a stock CLIP Text Encode understands.
+in any prompt), and the object mask that spatial control applied to its cross-attention during training. Inversion
+and editing keep applying the identity token's (the first token's) mask on the source image; an attribute's mask
+belongs to its reference image and is not applied there. ``Identity`` bundles the tokens with the source
+prompt(s), the LoRA file and the training record. ``Identity.expand`` turns a "[I]"-prompt into text a stock CLIP
+Text Encode understands.
 """
 
 from dataclasses import dataclass, field

@@ -4,8 +4,13 @@
 as for sampling (``prepared_model``), under ``torch.inference_mode(False)`` with cloned inputs and the UNet's
 weights aliased for autograd (``differentiable_weights``). ``reconstruct`` replays guided DDIM sampling from the
 inverted noise; prompt-to-prompt editing builds on the same replay.
+
+The inversion keeps the positive prompt it ran under (``InvertedPrompt``) and, for S2Edit, masks the identity token
+[I]'s cross-attention in it at every step (spatial control, as in training); replays mask it the same way and
+refuse another source prompt.
 """
 
+import uuid
 from dataclasses import dataclass, replace
 
 import comfy.model_management
@@ -15,9 +20,13 @@ from comfy.model_patcher import ModelPatcher
 
 from ..core.ddim_inversion import DDIMSchedule, ddim_invert, ddim_schedule, to_variance_preserving
 from ..core.null_text_inversion import NullTextResult, NullTextSettings, guided_ddim_sample, optimise_null_text
+from .cross_attention_patch import PromptTarget, add_cross_attention_effect, cross_attention_layers
 from .differentiable_weights import with_differentiable_weights
 from .epsilon_model import check_epsilon_model
+from .identity_token_mask import IdentityTokenMask
+from .inverted_prompt import InvertedPrompt, check_inverted_prompt
 from .prepared_model import GuiderNoisePredictor, cross_attention_of, require_gradients, run_prepared
+from .word_attention_inputs import tag_conditioning
 
 NULL_TEXT = "null-text (optimised)"
 NEGATIVE_PROMPT = "negative-prompt (fast)"
@@ -33,6 +42,7 @@ class Inversion:
     ``negative`` the CONDITIONING that plays the null prompt in guidance. In null-text mode ``optimisation`` holds
     the per-step null-text embeddings that replace its text embedding, with their losses and iteration counts.
     ``unet_evaluations`` counts the per-image UNet forward passes of inversion and optimisation together.
+    ``prompt`` is the positive prompt inverted under, with the identity mask applied to it.
     """
 
     noise: torch.Tensor
@@ -42,6 +52,7 @@ class Inversion:
     settings: NullTextSettings
     optimisation: NullTextResult | None
     unet_evaluations: int
+    prompt: InvertedPrompt
 
     @property
     def null_embeddings(self) -> tuple[torch.Tensor, ...] | None:
@@ -95,6 +106,14 @@ def _clone_conditioning(conditioning: list) -> list:
     return [[embedding.clone(), dict(options)] for embedding, options in conditioning]
 
 
+def with_inverted_prompt_masks(model: ModelPatcher, prompt: InvertedPrompt) -> ModelPatcher:
+    """``model`` with [I] masked in the conds tagged as the inverted prompt (``model`` itself without a mask)."""
+    if prompt.identity_mask is None:
+        return model
+    effect = prompt.identity_mask.effect(PromptTarget(tag=prompt.tag))
+    return add_cross_attention_effect(model, effect, cross_attention_layers(model))
+
+
 def invert(
     model: ModelPatcher,
     positive: list,
@@ -105,8 +124,14 @@ def invert(
     inner_steps: int,
     epsilon: float,
     mode: str,
+    source_text: str = "",
+    identity_mask: IdentityTokenMask | None = None,
 ) -> Inversion:
-    """Invert the source latent ``samples`` under ``positive`` (see the module and ``core`` docstrings)."""
+    """Invert the source latent ``samples`` under ``positive`` (see the module and ``core`` docstrings).
+
+    ``source_text``: the caption ``positive`` encodes, kept for error messages. ``identity_mask``: [I]'s spatial
+    control, applied to ``positive`` (and to the null text when it is ``positive``, in negative-prompt mode).
+    """
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
     if steps < 1:
@@ -116,7 +141,12 @@ def invert(
             f"negative: null-text inversion optimises one null-text embedding, but the conditioning has "
             f"{len(negative)} entries (e.g. from Conditioning Combine); connect a single CLIP Text Encode"
         )
-    unconditional = positive if mode == NEGATIVE_PROMPT else negative
+    storage = comfy.model_management.intermediate_device()
+    tag = uuid.uuid4().hex
+    kept = [[embedding.to(storage), options] for embedding, options in tag_conditioning(positive, tag)]
+    prompt = InvertedPrompt(kept, tag, source_text, identity_mask)
+    unconditional = kept if mode == NEGATIVE_PROMPT else negative
+    masked = with_inverted_prompt_masks(model, prompt)
     optimising = mode == NULL_TEXT
     total = 2 * steps if optimising else steps
     progress = latent_preview.prepare_callback(model, total)
@@ -139,14 +169,13 @@ def invert(
             return trajectory[-1]
 
         noise = run_prepared(
-            with_differentiable_weights(model) if optimising else model,
-            _clone_conditioning(positive),
+            with_differentiable_weights(masked) if optimising else masked,
+            _clone_conditioning(kept),
             _clone_conditioning(unconditional),
             samples.clone(),
             schedule.sampling_sigmas(),
             work,
         )
-    storage = comfy.model_management.intermediate_device()
     optimisation = results.get("null_text")
     evaluations = steps * samples.shape[0]
     if optimisation is not None:
@@ -156,7 +185,7 @@ def invert(
             null_embeddings=tuple(null.to(storage) for null in optimisation.null_embeddings),
             reconstruction=optimisation.reconstruction.to(storage),
         )
-    return Inversion(noise.to(storage), schedule, unconditional, mode, settings, optimisation, evaluations)
+    return Inversion(noise.to(storage), schedule, unconditional, mode, settings, optimisation, evaluations, prompt)
 
 
 def check_inversion_fits(inversion: Inversion, model: ModelPatcher) -> None:
@@ -180,7 +209,13 @@ def check_inversion_fits(inversion: Inversion, model: ModelPatcher) -> None:
 
 
 def reconstruct(model: ModelPatcher, inversion: Inversion, positive: list) -> torch.Tensor:
-    """Guided DDIM sampling from the inverted noise with the stored null embeddings; a LATENT's ``samples``."""
+    """Guided DDIM sampling from the inverted noise with the stored null embeddings; a LATENT's ``samples``.
+
+    ``positive`` must be the prompt the inversion was made under; [I] is masked in it as during the inversion.
+    """
+    check_inverted_prompt(inversion.prompt, positive, "positive")
+    model = with_inverted_prompt_masks(model, inversion.prompt)
+    positive = tag_conditioning(positive, inversion.prompt.tag)
     schedule = inversion.schedule
     nulls = inversion.null_embeddings or (None,) * schedule.steps
     progress = latent_preview.prepare_callback(model, schedule.steps)

@@ -16,13 +16,16 @@ class InversionReconstruct(io.ComfyNode):
             description=(
                 "Replays guided DDIM sampling from an inversion's noise with its per-step null-text embeddings (or "
                 "its negative prompt in the fast modes) at the inversion's guidance. With the source prompt the "
-                "result should match the source latent: decode both and compare to judge the inversion."
+                "result should match the source latent: decode both and compare to judge the inversion. The identity "
+                "token is masked as in the inversion."
             ),
             inputs=[
                 io.Model.Input("model", tooltip="The model the inversion was made with (patches may be added)."),
                 InvertedLatent.Input("inversion", tooltip="From Null-Text Inversion."),
                 io.Conditioning.Input(
-                    "positive", tooltip="The source prompt of the inversion; another prompt gives a naive edit."
+                    "positive",
+                    tooltip="The source prompt the inversion was made under (the same conditioning); another prompt "
+                    "is refused: edit with Prompt-to-Prompt Edit.",
                 ),
             ],
             outputs=[io.Latent.Output(display_name="LATENT", tooltip="The reconstructed latent; decode with the VAE.")],

@@ -4,8 +4,36 @@ import torch
 from .comfy_node_api import io
 
 from .epsilon_model import check_epsilon_model
+from .identity import Identity
+from .identity_token_mask import IdentityTokenMask, identity_token_mask
 from .inversion import MODES, NULL_TEXT, check_conditioning, check_latent, invert
-from .socket_types import InvertedLatent
+from .inverted_prompt import conditioning_difference
+from .socket_types import IdentityType, InvertedLatent
+
+
+def source_prompt(
+    clip, source_text: str, identity: Identity | None, positive: list
+) -> tuple[str, IdentityTokenMask | None]:
+    """The caption of ``positive`` (checked: it must encode to ``positive``) and [I]'s mask in it, if any."""
+    if not source_text.strip():
+        if identity is not None:
+            raise ValueError(
+                "source_text: with an identity, give the caption that positive encodes ('a photo of a [I] lady'), "
+                "so that the identity token can be found and masked"
+            )
+        return "", None
+    if clip is None:
+        raise ValueError("clip: connect the CLIP that encoded positive, to read source_text")
+    text = source_text if identity is None else identity.expand(source_text)
+    if identity is not None and f"embedding:{identity.tokens[0].embedding_name}" not in text.split():
+        raise ValueError(
+            f"source_text: the identity's token {identity.tokens[0].placeholder} is not in {source_text!r}"
+        )
+    encoded = clip.encode_from_tokens_scheduled(clip.tokenize(text))
+    reason = conditioning_difference(encoded, positive)
+    if reason:
+        raise ValueError(f"source_text: {source_text!r} does not encode to the positive conditioning ({reason})")
+    return source_text, identity_token_mask(clip, identity, text, "source_text")
 
 
 class NullTextInversion(io.ComfyNode):
@@ -19,7 +47,9 @@ class NullTextInversion(io.ComfyNode):
                 "Inverts the latent of a real image with deterministic DDIM under the source prompt, then (null-text "
                 "mode) optimises the null-text embedding at every step so that sampling back from the inverted noise "
                 "with classifier-free guidance reproduces the image (Mokady et al.). The fast modes skip the "
-                "optimisation. Feed the result to Inversion Reconstruct, or to prompt-to-prompt editing."
+                "optimisation. With an S2Edit identity, the identity token's cross-attention is masked by its object "
+                "mask at every step, as in training and editing. Feed the result to Inversion Reconstruct, or to "
+                "prompt-to-prompt editing, which check that they replay the prompt it was inverted under."
             ),
             inputs=[
                 io.Model.Input(
@@ -68,6 +98,25 @@ class NullTextInversion(io.ComfyNode):
                     tooltip="null-text: optimised, faithful, slow. negative-prompt: the source prompt replaces the "
                     "null text (no optimisation). plain DDIM: the negative as given (drifts at high guidance).",
                 ),
+                io.Clip.Input(
+                    "clip",
+                    optional=True,
+                    tooltip="The CLIP that encoded positive (with the identity's LoRA): reads source_text.",
+                ),
+                io.String.Input(
+                    "source_text",
+                    default="",
+                    multiline=True,
+                    optional=True,
+                    tooltip="The caption that positive encodes (S2Edit: with [I]). Checked against positive and kept, "
+                    "so that an edit under another prompt is refused by name; needed with an identity.",
+                ),
+                IdentityType.Input(
+                    "identity",
+                    optional=True,
+                    tooltip="From the S2Edit identity-token trainer: [I]'s cross-attention is masked by its object "
+                    "mask at every step (spatial control), as the edit does. Needs clip and source_text.",
+                ),
             ],
             outputs=[
                 InvertedLatent.Output(
@@ -89,9 +138,14 @@ class NullTextInversion(io.ComfyNode):
         inner_steps: int,
         epsilon: float,
         mode: str,
+        clip=None,
+        source_text: str = "",
+        identity: Identity | None = None,
     ) -> io.NodeOutput:
         check_epsilon_model(model)
         check_conditioning(positive, "positive", model)
         check_conditioning(negative, "negative", model)
         samples: torch.Tensor = check_latent(latent, model)
-        return io.NodeOutput(invert(model, positive, negative, samples, steps, guidance, inner_steps, epsilon, mode))
+        text, mask = source_prompt(clip, source_text, identity, positive)
+        inversion = invert(model, positive, negative, samples, steps, guidance, inner_steps, epsilon, mode, text, mask)
+        return io.NodeOutput(inversion)

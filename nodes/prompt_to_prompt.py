@@ -4,7 +4,7 @@ from .comfy_node_api import io
 
 from .identity import Identity
 from .inversion import Inversion, check_inversion_fits
-from .prompt_to_prompt_edit import plan_edit, replay
+from .prompt_to_prompt_edit import check_plan_fits_inversion, plan_edit, replay
 from .socket_types import IdentityType, InvertedLatent
 
 CONTROLLERS = ("auto", "replace", "refine")
@@ -23,7 +23,9 @@ class PromptToPromptEdit(io.ComfyNode):
                 "Edits the image of a Null-Text Inversion by replaying guided DDIM from its noise with the source and "
                 "the target prompt in one batch, the target's cross-attention maps taken from the source's "
                 "(prompt-to-prompt: word replacement, refinement, re-weighting, self-attention injection and local "
-                "blending). With an S2Edit identity, the identity token's attention stays inside its object mask."
+                "blending). With an S2Edit identity, the identity token's attention stays inside its object mask in "
+                "both prompts, as in the inversion. Refuses a source prompt other than the one the inversion was made "
+                "under."
             ),
             inputs=[
                 io.Model.Input("model", tooltip="The model the inversion was made with (with the identity's LoRA)."),
@@ -104,7 +106,9 @@ class PromptToPromptEdit(io.ComfyNode):
                     "identity",
                     optional=True,
                     tooltip="From the S2Edit identity-token trainer: its placeholders ([I], [A]) in the prompts are "
-                    "its embeddings, and its object masks confine those tokens' attention in the edit.",
+                    "its embeddings, and [I]'s object mask confines its attention in both prompts at every step, as "
+                    "in the inversion ([A] of a compositional identity is not masked: its mask is the reference "
+                    "image's).",
                 ),
             ],
             outputs=[
@@ -151,6 +155,7 @@ class PromptToPromptEdit(io.ComfyNode):
             blend_threshold,
             identity,
         )
+        check_plan_fits_inversion(plan, inversion, source_text)
         samples, mask = replay(model, plan, inversion)
         if output == EDIT_ONLY:
             samples = samples[1:]

@@ -3,11 +3,13 @@
 ``plan_edit`` turns the node's inputs into an ``EditPlan``: the batched conditioning [source, target] (one cond
 whose text embedding has a batch of two, tagged so that only it is edited, never the null text), the
 cross-attention edit (``core.prompt_to_prompt``), the per-step, per-token cross-replace alpha (the default window
-and the words' own windows), the self-replace steps, the local-blend words and the identity masks.
-``patch_model`` adds, on a clone of the model and in this order per cross-attention layer: the capture of the
-blend layers' probabilities (before any edit, as the official ``AttentionStore`` records them), the cross-batch
-edit (one per run of steps that share an alpha row), and the identity masks (so the identity token's attention
-is masked after it was taken from the source); and the self-attention replacement. ``replay`` runs
+and the words' own windows), the self-replace steps, the local-blend words and the identity token's masks.
+``patch_model`` adds, on a clone of the model and in this order per cross-attention layer: the identity token
+[I]'s mask on both rows, source and target, at every step (S2Edit's spatial control, as the inversion applied it,
+so the source row stays the reconstruction), the capture of the blend layers' probabilities (before any edit, as
+the official ``AttentionStore`` records them) and the cross-batch edit (one per run of steps that share an alpha
+row); and the self-attention replacement. Only [I] is masked: a compositional identity's [A] was masked by the
+reference image's mask, which says nothing about the source image. ``replay`` runs
 ``core.prompt_to_prompt_sampling`` from the inversion's noise with its per-step null-text embeddings at its
 guidance, blending after each step when asked.
 """
@@ -39,12 +41,13 @@ from .cross_attention_patch import (
     PromptBatchEdit,
     PromptTarget,
     StepRange,
-    TokenMask,
     add_cross_attention_effect,
     cross_attention_layers,
 )
 from .identity import Identity
-from .inversion import Inversion, check_conditioning
+from .identity_token_mask import IdentityTokenMask, identity_token_mask
+from .inversion import Inversion, check_conditioning, with_inverted_prompt_masks
+from .inverted_prompt import check_inverted_prompt
 from .prepared_model import GuiderNoisePredictor, cross_attention_of, run_prepared
 from .prompt_to_prompt_tokens import PromptTokens, choose_controller, prompt_tokens, token_mapping
 from .prompt_to_prompt_windows import word_windows
@@ -65,15 +68,6 @@ class LocalBlendPlan:
 
 
 @dataclass(frozen=True)
-class IdentityMask:
-    """The object mask of an identity token and the token's positions in the target prompt."""
-
-    placeholder: str
-    positions: tuple[int, ...]
-    mask: torch.Tensor
-
-
-@dataclass(frozen=True)
 class EditPlan:
     conditioning: list
     target: PromptTarget
@@ -83,7 +77,8 @@ class EditPlan:
     cross_alpha: torch.Tensor
     self_steps: range
     blend: LocalBlendPlan | None
-    identity_masks: tuple[IdentityMask, ...]
+    identity_masks: tuple[tuple[int, IdentityTokenMask], ...]
+    """[I]'s mask per image row of the batch (0 source, 1 target) whose prompt holds it."""
 
 
 def _encode(clip, text: str, name: str) -> tuple[torch.Tensor, dict]:
@@ -141,24 +136,6 @@ def _blend_plan(
     )
 
 
-def _identity_masks(clip, identity: Identity | None, target_text: str) -> tuple[IdentityMask, ...]:
-    """The masked identity tokens that the (expanded) target prompt contains, with their positions there."""
-    if identity is None:
-        return ()
-    masks = []
-    for token in identity.tokens:
-        embedding = f"embedding:{token.embedding_name}"
-        if token.mask is None or embedding not in target_text.split():
-            continue
-        if token.mask.ndim != 3 or token.mask.shape[0] != 1:
-            raise ValueError(
-                f"identity: the mask of {token.placeholder} must be [1, H, W], got {tuple(token.mask.shape)}"
-            )
-        positions = _word_positions(clip, target_text, embedding, "identity")
-        masks.append(IdentityMask(token.placeholder, tuple(positions), token.mask.float()))
-    return tuple(masks)
-
-
 def plan_edit(
     clip,
     source_text: str,
@@ -192,7 +169,10 @@ def plan_edit(
     )
     self_steps = self_replace_steps(steps, self_replace)
     blend = _blend_plan(clip, source, target, blend_words, blend_threshold, steps)
-    identity_masks = _identity_masks(clip, identity, target_text)
+    row_masks = (identity_token_mask(clip, identity, source_text, "source_text"),) + (
+        identity_token_mask(clip, identity, target_text, "target_text"),
+    )
+    identity_masks = tuple((row, mask) for row, mask in enumerate(row_masks) if mask is not None)
     tag = uuid.uuid4().hex
     return EditPlan(
         conditioning=batched_conditioning(clip, source_text, target_text, tag),
@@ -205,6 +185,25 @@ def plan_edit(
         blend=blend,
         identity_masks=identity_masks,
     )
+
+
+def check_plan_fits_inversion(plan: EditPlan, inversion: Inversion, source_text: str) -> None:
+    """The plan's source row must replay the inversion: the same prompt, with [I] masked the same way."""
+    embedding, options = plan.conditioning[0]
+    source = {**options, "pooled_output": options["pooled_output"][:1]} if "pooled_output" in options else options
+    check_inverted_prompt(inversion.prompt, [[embedding[:1], source]], "source_text", source_text)
+    masked = dict(plan.identity_masks).get(0)
+    inverted = inversion.prompt.identity_mask
+    if masked is not None and inverted is None:
+        raise ValueError(
+            f"inversion: it was made without masking {masked.placeholder}, which the edit masks in both rows "
+            "(S2Edit's spatial control): connect the identity, the CLIP and source_text to Null-Text Inversion too"
+        )
+    if inverted is not None and (masked is None or not masked.same_mask(inverted)):
+        raise ValueError(
+            f"identity: the inversion masked {inverted.placeholder} with its identity's object mask; connect the "
+            "same identity here, so the edit masks it the same way"
+        )
 
 
 def blend_layers(layers: list[CrossAttentionLayer]) -> list[CrossAttentionLayer]:
@@ -223,17 +222,15 @@ def patch_model(model: ModelPatcher, plan: EditPlan, inversion: Inversion) -> tu
     sigmas = inversion.schedule.sampling_sigmas()
     every_step = StepRange.from_steps(sigmas, range(inversion.schedule.steps))
     store = AttentionStore()
-    patched = model.clone()
+    patched = with_inverted_prompt_masks(model.clone(), inversion.prompt)
+    for row, identity in plan.identity_masks:
+        patched = add_cross_attention_effect(patched, identity.effect(plan.target, 2, row), layers)
     if plan.blend is not None:
         capture = AttentionCapture(store, plan.context_length, None, every_step, plan.target)
         patched = add_cross_attention_effect(patched, capture, blend_layers(layers))
     for steps, columns in alpha_runs(plan.cross_alpha):
         edit = PromptBatchEdit(replace(plan.edit, columns=columns), StepRange.from_steps(sigmas, steps), plan.target)
         patched = add_cross_attention_effect(patched, edit, layers)
-    for identity in plan.identity_masks:
-        masks = torch.cat([torch.ones_like(identity.mask), identity.mask])
-        effect = TokenMask(identity.positions, plan.context_length, masks, 1.0, False, every_step, plan.target)
-        patched = add_cross_attention_effect(patched, effect, layers)
     if plan.self_steps:
         self_layers = self_replace_layers(model, tuple(inversion.noise.shape[-2:]))
         patched = add_self_attention_replace(

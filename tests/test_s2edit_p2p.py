@@ -258,36 +258,206 @@ def test_local_blend_keeps_the_source_outside_the_blend_mask(sd15, plain):
     assert (samples[1][:, mask] - samples[0][:, mask]).abs().amax() > 1e-3
 
 
-@pytest.fixture(scope="module")
-def identity(comfy):
+IDENTITY_SOURCE = "a photo of a [I] cat wearing a red hat"
+IDENTITY_DOG = "a photo of a [I] dog wearing a red hat"
+
+
+def saved_token(placeholder: str, name: str, seed: int, mask: torch.Tensor | None):
     import folder_paths
     import safetensors.torch
 
-    from precise_edit.nodes.identity import Identity, IdentityToken
+    from precise_edit.nodes.identity import IdentityToken
 
-    vector = torch.randn(1, 768, generator=torch.Generator().manual_seed(3)) * 0.02
+    vector = torch.randn(1, 768, generator=torch.Generator().manual_seed(seed)) * 0.02
     directory = folder_paths.get_folder_paths("embeddings")[0]
-    safetensors.torch.save_file({"clip_l": vector}, f"{directory}/pe_p2p_test_identity.safetensors")
+    safetensors.torch.save_file({"clip_l": vector}, f"{directory}/{name}.safetensors")
+    return IdentityToken(placeholder, name, {"clip_l": vector}, mask, "a photo of a [I] cat", "cat")
+
+
+def box_mask(rows: slice, columns: slice) -> torch.Tensor:
     mask = torch.zeros(1, 64, 96)
-    mask[:, 16:48, 8:56] = 1.0
-    token = IdentityToken("[I]", "pe_p2p_test_identity", {"clip_l": vector}, mask, "a photo of a [I] cat", "cat")
+    mask[:, rows, columns] = 1.0
+    return mask
+
+
+@pytest.fixture(scope="module")
+def identity(comfy):
+    from precise_edit.nodes.identity import Identity
+
+    token = saved_token("[I]", "pe_p2p_test_identity", 3, box_mask(slice(16, 48), slice(8, 56)))
     return Identity((token,), token.source_prompt, None)
 
 
-def test_identity_token_attention_is_zero_outside_its_mask_at_every_step(sd15, plain, identity):
+@pytest.fixture(scope="module")
+def compositional(identity):
+    """[I] as above and an attribute [A] whose (reference image's) mask covers the other side of the image."""
+    from precise_edit.nodes.identity import Identity
+
+    attribute = saved_token("[A]", "pe_p2p_test_attribute", 4, box_mask(slice(0, 64), slice(64, 96)))
+    return Identity((identity.tokens[0], attribute), identity.source_prompt, None)
+
+
+def invert_node(
+    sd15, text: str, identity=None, clip=None, positive_text: str | None = None, mode: str = "plain DDIM (fast)"
+):
+    """Null-Text Inversion of the source under ``text``, given the caption (and identity) as a user would;
+    ``positive_text`` encodes another caption than ``text`` into the positive input."""
+    from precise_edit.nodes.null_text_inversion import NullTextInversion
+
+    clip = clip or sd15.clip
+    expanded = identity.expand(text) if identity is not None else text
+    positive, negative = encode(clip, positive_text or expanded), encode(sd15.clip, NULL_PROMPT)
+    latent = {"samples": source_latent()}
+    settings = dict(steps=STEPS, guidance=GUIDANCE, inner_steps=INNER, epsilon=1e-5, mode=mode)
+    with torch.inference_mode():
+        output = NullTextInversion.execute(
+            sd15.model, positive, negative, latent, **settings, clip=clip, source_text=text, identity=identity
+        )
+    return output.result[0]
+
+
+@pytest.fixture(scope="module")
+def masked(sd15, identity):
+    """A plain DDIM inversion under IDENTITY_SOURCE with [I]'s attention masked."""
+    return invert_node(sd15, IDENTITY_SOURCE, identity)
+
+
+@pytest.fixture(scope="module")
+def captioned(sd15):
+    """A plain DDIM inversion under PROMPT that knows its caption."""
+    return invert_node(sd15, PROMPT)
+
+
+def test_identity_token_attention_is_zero_outside_its_mask_in_both_rows_at_every_step(sd15, masked, identity):
     from attention_helpers import grid_zero
 
-    source, target = "a photo of a [I] cat wearing a red hat", "a photo of a [I] dog wearing a red hat"
-    plan = make_plan(sd15, plain, target, source, identity=identity)
-    assert [m.positions for m in plan.identity_masks] == [(5,)]
+    plan = make_plan(sd15, masked, IDENTITY_DOG, IDENTITY_SOURCE, identity=identity)
+    assert [(row, mask.positions) for row, mask in plan.identity_masks] == [(0, (5,)), (1, (5,))]
     mask = identity.tokens[0].mask
-    _, _, _, stores = edit_with_step_maps(sd15, plain, plan)
+    _, _, _, stores = edit_with_step_maps(sd15, masked, plan)
     for store in stores:
         for name, entry in store.layers.items():
             outside = grid_zero(mask, entry.grid)
-            assert torch.all(entry.mean[1][outside][:, 5] == 0), name
-            assert torch.all(entry.mean[1][~outside][:, 5] > 0), name
-            assert torch.all(entry.mean[0][outside][:, 5] > 0), name
+            for row in (0, 1):
+                assert torch.all(entry.mean[row][outside][:, 5] == 0), (name, row)
+                assert torch.all(entry.mean[row][~outside][:, 5] > 0), (name, row)
+
+
+def test_a_compositional_edit_masks_the_identity_token_only(sd15, masked, compositional):
+    from attention_helpers import grid_zero
+
+    target = "a photo of a [I] cat wearing a red hat with [A] stripes"
+    plan = make_plan(sd15, masked, target, IDENTITY_SOURCE, identity=compositional, cross_replace=0.0)
+    assert [(row, mask.placeholder) for row, mask in plan.identity_masks] == [(0, "[I]"), (1, "[I]")]
+    identity_mask, attribute_mask = (token.mask for token in compositional.tokens)
+    _, _, _, stores = edit_with_step_maps(sd15, masked, plan)
+    attribute = 12  # <start> a photo of a [I] cat wearing a red hat with [A] stripes
+    for store in stores:
+        for name, entry in store.layers.items():
+            target_maps = entry.mean[1]
+            assert torch.all(target_maps[grid_zero(identity_mask, entry.grid)][:, 5] == 0), name
+            # [A]'s mask is the reference image's: on the source image [A] keeps its attention everywhere.
+            assert torch.all(target_maps[grid_zero(attribute_mask, entry.grid)][:, attribute] > 0), name
+
+
+def change_outside(samples: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+    """Max and mean |target − source| over the latent pixels outside ``mask`` (image size, 8 px per latent pixel)."""
+    outside = mask[0, ::8, ::8] == 0
+    change = (samples[1] - samples[0]).abs()[:, outside]
+    return float(change.max()), float(change.mean())
+
+
+def old_replay(sd15, plan, inversion):
+    """The replay before spatial control covered the source row: [I] masked in the target row only."""
+    from dataclasses import replace
+
+    from precise_edit.nodes.prompt_to_prompt_edit import replay
+
+    with torch.inference_mode():
+        return replay(sd15.model, replace(plan, identity_masks=plan.identity_masks[1:]), inversion)[0]
+
+
+def test_the_identity_edit_replays_the_masked_inversion_in_its_source_row(sd15, masked, identity):
+    from precise_edit.nodes.inversion import reconstruct
+
+    unmasked = invert_node(sd15, identity.expand(IDENTITY_SOURCE))
+    assert (unmasked.noise - masked.noise).abs().max() > 1e-3, "masking [I] must change the inversion"
+    with torch.inference_mode():
+        reconstruction = reconstruct(sd15.model, masked, encode(sd15.clip, identity.expand(IDENTITY_SOURCE)))
+    scale = float(reconstruction.abs().max())
+    mask = identity.tokens[0].mask
+    same, _ = run_edit(sd15, masked, IDENTITY_SOURCE, IDENTITY_SOURCE, identity=identity)
+    samples = same["samples"]
+    torch.testing.assert_close(samples[:1], reconstruction, atol=1e-4 * scale, rtol=0)
+    torch.testing.assert_close(samples[1:], samples[:1], atol=1e-6 * scale, rtol=0)
+
+    plan = make_plan(sd15, masked, IDENTITY_SOURCE, IDENTITY_SOURCE, identity=identity)
+    before = change_outside(old_replay(sd15, plan, unmasked), mask)
+    dog_plan = make_plan(sd15, masked, IDENTITY_DOG, IDENTITY_SOURCE, identity=identity)
+    dog_before = change_outside(old_replay(sd15, dog_plan, unmasked), mask)
+    dog, _ = run_edit(sd15, masked, IDENTITY_DOG, IDENTITY_SOURCE, identity=identity)
+    dog_after = change_outside(dog["samples"], mask)
+    print(
+        f"|target − source| outside [I]'s mask, max / mean (latent max {scale:.1f}): same prompt, target row masked "
+        f"only {before[0]:.3g} / {before[1]:.3g}, both rows {change_outside(samples, mask)[0]:.3g}; cat → dog, "
+        f"target row only {dog_before[0]:.3g} / {dog_before[1]:.3g}, both rows {dog_after[0]:.3g} / {dog_after[1]:.3g}"
+    )
+    # Random weights give [I] little attention, so the old leak is small, but a hundred times the tolerance above.
+    assert before[0] > 1e-4 * scale, "the target-only mask must leak with identical prompts (the test's premise)"
+
+
+def test_the_edit_source_row_retraces_a_null_text_optimisation_made_with_the_identity_mask(sd15, identity):
+    from precise_edit.core.ddim_inversion import to_variance_preserving
+
+    inversion = invert_node(sd15, IDENTITY_SOURCE, identity, mode="null-text (optimised)")
+    scale = sd15.model.model.latent_format.scale_factor
+    reached = to_variance_preserving(inversion.optimisation.reconstruction, inversion.schedule.sigmas[0]) / scale
+    latent, _ = run_edit(sd15, inversion, IDENTITY_SOURCE, IDENTITY_SOURCE, identity=identity)
+    torch.testing.assert_close(latent["samples"][:1], reached, atol=1e-4 * float(reached.abs().max()), rtol=0)
+
+
+def test_an_edit_under_another_wording_is_refused_naming_both_prompts(sd15, captioned):
+    latent, _ = run_edit(sd15, captioned)
+    assert latent["samples"].shape == (2, 4, *LATENT_HW)
+    message = (
+        rf"source_text '{NULL_PROMPT}' does not encode to the prompt the inversion was made under, '{PROMPT}': "
+        "its embedding differs"
+    )
+    with pytest.raises(ValueError, match=message):
+        run_edit(sd15, captioned, source=NULL_PROMPT)
+
+
+def test_the_same_caption_through_a_clip_with_another_lora_is_refused(sd15, captioned):
+    from precise_edit.nodes.prompt_to_prompt import PromptToPromptEdit
+
+    clip = sd15.clip.clone()
+    weights = clip.patcher.model_state_dict()
+    key = next(k for k in weights if k.endswith("layers.0.mlp.fc1.weight"))
+    delta = torch.randn(weights[key].shape, generator=torch.Generator().manual_seed(5)) * 0.02
+    clip.add_patches({key: (delta,)}, 1.0)
+    settings = {**EDIT_DEFAULTS}
+    message = rf"source_text '{PROMPT}' does not encode to the prompt the inversion was made under, '{PROMPT}'"
+    with pytest.raises(ValueError, match=message), torch.inference_mode():
+        PromptToPromptEdit.execute(sd15.model, clip, captioned, PROMPT, DOG, **settings)
+
+
+def test_reconstruct_refuses_another_prompt_naming_the_inverted_one(sd15, captioned):
+    from precise_edit.nodes.inversion import reconstruct
+
+    with pytest.raises(ValueError, match=rf"positive does not encode to the prompt .* made under, '{PROMPT}'"):
+        reconstruct(sd15.model, captioned, encode(sd15.clip, NULL_PROMPT))
+
+
+def test_an_identity_edit_and_its_inversion_must_mask_alike(sd15, masked, captioned, identity):
+    with pytest.raises(ValueError, match=r"identity: the inversion masked \[I\]"):
+        run_edit(sd15, masked, identity.expand(IDENTITY_DOG), identity.expand(IDENTITY_SOURCE))
+    unmasked = invert_node(sd15, identity.expand(IDENTITY_SOURCE))
+    with pytest.raises(ValueError, match=r"inversion: it was made without masking \[I\]"):
+        run_edit(sd15, unmasked, IDENTITY_DOG, IDENTITY_SOURCE, identity=identity)
+    with pytest.raises(ValueError, match=r"source_text: 'a photo of a \[I\] cat wearing a red hat' does not encode"):
+        invert_node(sd15, IDENTITY_SOURCE, identity, positive_text=IDENTITY_SOURCE)
+    with pytest.raises(ValueError, match=r"source_text: with an identity, give the caption"):
+        invert_node(sd15, "", identity)
 
 
 def test_the_model_is_left_unpatched(sd15, inversions):
