@@ -4,8 +4,9 @@ Usage: ``.venv/bin/python -m harness.run_workflows [--out DIR] [--full-size] [--
 ``--full-size`` is given, the workflows are shrunk for the stand-ins (``harness.stand_in_scale``). The server gets the
 files in ``workflows/input/`` (for LoadImage). A workflow may run as long as the server keeps reporting progress; it
 fails on an error, or after ``--stall-timeout`` seconds without any report (the message names the node that was
-running). Images go to ``<out>/<workflow>/``, a table to ``<out>/report.md`` and the server log to
-``<out>/server.log``; the exit code is 1 when any workflow failed.
+running). Images go to ``<out>/<workflow>/``, a table to ``<out>/report.md`` (wall-clock seconds and the server's CPU
+seconds, which other jobs on the machine inflate less) and the server log to ``<out>/server.log``; the exit code is 1
+when any workflow failed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class WorkflowResult:
     name: str
     ok: bool
     seconds: float
+    cpu_seconds: float
     images: list[Path] = field(default_factory=list)
     error: str = ""
 
@@ -48,7 +50,7 @@ def run_workflow(
 ) -> WorkflowResult:
     """Convert (and unless ``full_size``, shrink), queue and wait for one workflow (``ComfyServer.wait``, with the
     server's stall limit unless ``stall_timeout`` is given); copy its images to ``out_dir/<stem>/``."""
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), server.cpu_seconds()
     target = out_dir / path.stem
     shutil.rmtree(target, ignore_errors=True)
     try:
@@ -56,13 +58,15 @@ def run_workflow(
         if not full_size:
             prompt = shrink_for_stand_ins(prompt)
         entry = server.wait(server.queue(prompt), stall_timeout)
+        seconds, cpu_seconds = time.perf_counter() - start, server.cpu_seconds() - start_cpu
         images = []
         for image in server.output_images(entry):
             target.mkdir(parents=True, exist_ok=True)
             images.append(Path(shutil.copy2(image, target / image.name)))
-        return WorkflowResult(path.stem, True, time.perf_counter() - start, images)
+        return WorkflowResult(path.stem, True, seconds, cpu_seconds, images)
     except Exception as exc:
-        return WorkflowResult(path.stem, False, time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}")
+        seconds, cpu_seconds = time.perf_counter() - start, server.cpu_seconds() - start_cpu
+        return WorkflowResult(path.stem, False, seconds, cpu_seconds, error=f"{type(exc).__name__}: {exc}")
 
 
 def _cell(text: str) -> str:
@@ -71,18 +75,20 @@ def _cell(text: str) -> str:
 
 def write_report(results: list[WorkflowResult], out_dir: Path, full_size: bool = False) -> Path:
     """Write ``report.md``: one row per workflow, then the full error messages."""
-    scale = "as written" if full_size else "at 1/8 of their sizes with at most 4 steps"
+    scale = "as written" if full_size else "at 1/8 of their sizes with step counts capped (harness/stand_in_scale.py)"
     lines = ["# Example workflows", "", f"Run on tiny random-weight stand-in models, {scale}.", ""]
     if not results:
         lines.append("No workflows found in `workflows/`.")
     else:
-        lines += ["| workflow | status | seconds | images | paths | error |", "|---|---|---|---|---|---|"]
+        header = "| workflow | status | seconds | server CPU seconds | images | paths | error |"
+        lines += [header, "|---|---|---|---|---|---|---|"]
         for result in results:
             paths = "<br>".join(str(path.relative_to(out_dir)) for path in result.images)
             error = result.error.splitlines()[0] if result.error else ""
             status = "ok" if result.ok else "FAILED"
             lines.append(
-                f"| {result.name} | {status} | {result.seconds:.1f} | {len(result.images)} | {paths} | {_cell(error)} |"
+                f"| {result.name} | {status} | {result.seconds:.1f} | {result.cpu_seconds:.1f} | {len(result.images)} "
+                f"| {paths} | {_cell(error)} |"
             )
         for result in results:
             if result.error:
@@ -121,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
                         result = run_workflow(server, path, object_info, out_dir, args.full_size)
                         results.append(result)
                         status = "ok" if result.ok else "FAILED"
-                        print(f"{status:6} {result.name} ({result.seconds:.1f} s, {len(result.images)} images)")
+                        print(
+                            f"{status:6} {result.name} ({result.seconds:.1f} s, server CPU {result.cpu_seconds:.1f} s, "
+                            f"{len(result.images)} images)"
+                        )
             finally:
                 if server.log_path.exists():
                     shutil.copy2(server.log_path, out_dir / "server.log")

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import psutil
 import requests
 import yaml
 
@@ -160,6 +161,13 @@ class ComfyServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user and system, all threads) the server process has used so far; 0 when it is not running."""
+        if self.process is None or self.process.poll() is not None:
+            return 0.0
+        times = psutil.Process(self.process.pid).cpu_times()
+        return times.user + times.system
 
     def log_tail(self, lines: int = 60) -> str:
         """The last ``lines`` lines of the server's log."""

@@ -54,10 +54,35 @@ def test_shrinking_divides_sizes_and_caps_steps_only():
         "1": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 768, "batch_size": 2}},
         "2": {"class_type": "KSampler", "inputs": {"steps": 20, "cfg": 7.0, "seed": 5, "model": ["3", 0]}},
         "3": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 32, "height": 16}},
+        "4": {"class_type": "KSampler", "inputs": {"steps": 3, "cfg": 7.0, "seed": 5, "model": ["3", 0]}},
     }
     assert shrink_for_stand_ins(prompt) == {
         "1": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 96, "batch_size": 2}},
         "2": {"class_type": "KSampler", "inputs": {"steps": 4, "cfg": 7.0, "seed": 5, "model": ["3", 0]}},
         "3": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 8, "height": 8}},
+        "4": {"class_type": "KSampler", "inputs": {"steps": 3, "cfg": 7.0, "seed": 5, "model": ["3", 0]}},
     }
     assert prompt["1"]["inputs"]["width"] == 512
+
+
+@pytest.mark.parametrize("path", [p for p in WORKFLOWS if p.stem.startswith("s2edit_")], ids=lambda p: p.stem)
+def test_the_s2edit_workflows_train_invert_and_optimise_fewer_steps_at_stand_in_scale(comfy, path):
+    """Their cost on a CPU is identity training (full-size CLIP-L and UNet backward passes per step), then null-text
+    inversion (a DDIM step plus ``inner_steps`` UNet backward passes per step, replayed by the edit). Each loop
+    still runs at least twice, so an update is made and then used."""
+    from harness.workflow_format import object_info_inprocess
+
+    prompt = ui_to_api(json.loads(path.read_text()), object_info_inprocess())
+    shrunk = shrink_for_stand_ins(prompt)
+    counts = {
+        (node["class_type"], name): (node["inputs"][name], shrunk[node_id]["inputs"][name])
+        for node_id, node in prompt.items()
+        for name in ("steps", "inner_steps")
+        if node["class_type"] in ("PreciseEdit_IdentityTokenTrainer", "PreciseEdit_NullTextInversion")
+        and name in node["inputs"]
+    }
+    assert counts == {
+        ("PreciseEdit_IdentityTokenTrainer", "steps"): (400, 2),
+        ("PreciseEdit_NullTextInversion", "steps"): (50, 3),
+        ("PreciseEdit_NullTextInversion", "inner_steps"): (10, 2),
+    }
