@@ -24,6 +24,12 @@ test: env
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
 
+# The quick local loop (about two minutes): everything but the server and slow tests; `make test` runs them all.
+.PHONY: test-fast
+test-fast: env
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -m "not server and not slow"
+
 test-comfy033: env-comfy033
 	$(COMFY033) $(PY033) -m pytest -q
 

@@ -30,6 +30,13 @@ ensure_pack_importable()
 SD15_CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the real server ``server``, so ``-m "not server"`` leaves it out."""
+    for item in items:
+        if "comfy_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.server)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def seeded_torch() -> None:
     """Seed torch and random once per session."""

@@ -72,6 +72,7 @@ def graph(words: str = "cat", positive_from_injector: bool = False) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_the_graph_runs_and_returns_a_mask_per_word_confined_where_masked(run_graph, tiny_models):
     mask, heatmap = run_graph(graph(), outputs=["11"])["11"]
     assert mask.shape == (2, 64, 96) and heatmap.shape == (2, 64, 96, 3)

@@ -1,5 +1,6 @@
 """The cross-attention patch inside a real ComfyUI, on the tiny random SD1.5 checkpoint (direct API)."""
 
+import pytest
 import torch
 from attention_helpers import LATENT_HW, PROMPT, capture, encode, grid_zero, inject, left_half_mask, sample
 
@@ -46,6 +47,7 @@ def test_all_ones_mask_samples_exactly_like_stock(sd15):
     assert (sample(patched, positive, negative) - stock).abs().max() <= 1e-5
 
 
+@pytest.mark.slow
 def test_patch_leaves_the_input_model_untouched_and_does_not_copy_tensors(sd15):
     positive, negative = encode(sd15.clip, PROMPT), encode(sd15.clip, "blurry")
     before = sample(sd15.model, positive, negative)
@@ -65,6 +67,7 @@ def test_patch_leaves_the_input_model_untouched_and_does_not_copy_tensors(sd15):
         assert cloned[key].effects[0].mask.data_ptr() == patch.effects[0].mask.data_ptr()
 
 
+@pytest.mark.slow
 def test_two_injectors_compose(sd15):
     left, top = left_half_mask(), torch.zeros(1, 64, 96)
     top[:, :32] = 1.0
@@ -106,6 +109,7 @@ def install_foreign_replace(model, scale: float):
     return patched, foreign
 
 
+@pytest.mark.slow
 def test_injector_after_another_attn2_replace_keeps_both_effects(sd15):
     positive, negative = encode(sd15.clip, PROMPT), encode(sd15.clip, "blurry")
     foreign_model, foreign = install_foreign_replace(sd15.model, 0.5)
@@ -154,6 +158,7 @@ def one_step_positive_maps(model, guider_kind: str, sd15) -> torch.Tensor:
     return torch.stack([entry.mean for entry in store.layers.values()])
 
 
+@pytest.mark.slow
 def test_the_positive_prompt_is_found_whatever_its_chunk_index(sd15):
     """Guider_DualCFG batches [negative, middle, positive]: chunk 0 is the negative prompt there."""
     with_cfg = one_step_positive_maps(sd15.model, "cfg", sd15)

@@ -103,6 +103,7 @@ def test_the_cell_vae_encodes_cell_colours_at_unit_scale_and_decodes_them(comfy:
     assert (decoded - upsampled).abs().max() < 0.005
 
 
+@pytest.mark.slow
 def test_stock_graph_runs_in_process_and_is_deterministic(
     run_graph: RunGraph, tiny_models: Models, comfy: ComfyDirs
 ) -> None:

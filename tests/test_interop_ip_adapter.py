@@ -37,6 +37,7 @@ def combine(model, clip, order: str, mask: torch.Tensor, sdxl: bool):
 
 
 @pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.slow
 def test_ip_adapter_output_is_kept_exactly_beside_a_no_op_token_mask(arch, order):
     name, model, clip, run = arch
     ip_only, _ = apply_ip_adapter(model, name == "sdxl", end_at=0.6)
@@ -49,6 +50,7 @@ def test_ip_adapter_output_is_kept_exactly_beside_a_no_op_token_mask(arch, order
 
 
 @pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.slow
 def test_token_mask_and_ip_adapter_both_act_in_either_order(arch, order):
     name, model, clip, run = arch
     mask = left_half_mask()
@@ -72,6 +74,7 @@ def test_token_mask_and_ip_adapter_both_act_in_either_order(arch, order):
         assert torch.all(entry.mean[0, ~outside][:, 5] > 0), layer
 
 
+@pytest.mark.slow
 def test_ip_adapter_chaining_into_our_patch_leaves_the_model_it_cloned_untouched(sdxl, sd15):
     ours = inject(sdxl, sd15.clip, "cat", left_half_mask())[0]
     before = sample_sdxl(ours)

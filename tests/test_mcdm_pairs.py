@@ -71,6 +71,7 @@ def conds(sd15) -> dict:
     return {name: encode(sd15.clip, text) for name, text in PROMPTS.items()}
 
 
+@pytest.mark.slow
 def test_canvas_guider_equals_eq2_branch_by_branch_in_one_batched_call(sd15, conds):
     calls = []
     counted = sd15.model.clone()

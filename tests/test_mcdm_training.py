@@ -68,6 +68,7 @@ def distance(colour: tuple[float, ...], reference: tuple[float, ...]) -> float:
     return sum((a - b) ** 2 for a, b in zip(colour, reference, strict=True)) ** 0.5
 
 
+@pytest.mark.slow
 def test_training_performs_the_edit_on_held_out_sources_and_leaves_the_base_model_alone(world):
     """150 steps (2 400 samples) on 16 pairs: held-out red shapes come out blue, and the background far closer to
     x_A than the untrained model's."""
@@ -100,6 +101,7 @@ def test_training_performs_the_edit_on_held_out_sources_and_leaves_the_base_mode
     assert after.background_change < 0.7 * before.background_change, (before, after)
 
 
+@pytest.mark.slow
 def test_checkpoints_reload_identically_and_an_interrupted_run_resumes_to_the_same_model(world, monkeypatch):
     import comfy.model_management
     import comfy.utils
@@ -153,6 +155,7 @@ def test_checkpoints_reload_identically_and_an_interrupted_run_resumes_to_the_sa
     assert all(torch.equal(v, expected[k]) for k, v in unet_weights(again).items())
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_trains_the_same_model_and_bf16_autocast_trains(world):
     plain, plain_loss = train(world, 2, filename_prefix="plain")
     checkpointed, checkpointed_loss = train(world, 2, gradient_checkpointing=True, filename_prefix="recompute")

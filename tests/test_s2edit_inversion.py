@@ -89,6 +89,7 @@ def mse(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).square().mean())
 
 
+@pytest.mark.slow
 def test_null_text_reconstruction_is_far_better_than_plain_ddim_at_guidance_7_5(runs):
     source = runs["source"]["samples"]
     torch.testing.assert_close(source, source_latent())
@@ -142,6 +143,7 @@ def test_inversion_under_inference_mode_leaves_the_model_as_it_was(runs, loaded)
     assert torch.equal(sample(model, *loaded["conds"]), loaded["before"])
 
 
+@pytest.mark.slow
 def test_interrupt_stops_the_inversion_and_leaves_nothing_half_done(run_graph, loaded, monkeypatch):
     import comfy.model_management
     import comfy.utils

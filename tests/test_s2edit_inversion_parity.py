@@ -2,6 +2,7 @@
 calc_cond_batch, σ-space steps), against diffusers' DDIMInverseScheduler driving the same UNet converted to
 diffusers, step by step."""
 
+import pytest
 import torch
 from attention_helpers import LATENT_HW, PROMPT, encode
 from diffusers_unet import SD_DDIM_SCHEDULER, to_diffusers_unet
@@ -12,6 +13,7 @@ STEPS = 4
 TOLERANCE = 1e-4
 
 
+@pytest.mark.slow
 def test_inversion_trajectory_and_node_noise_match_diffusers_ddim_inverse_scheduler(sd15):
     from diffusers import DDIMInverseScheduler
 

@@ -99,6 +99,7 @@ def edit_with_step_maps(sd15, inversion, plan, before_edit: bool = False):
     return samples, mask, before, after
 
 
+@pytest.mark.slow
 def test_identical_prompts_give_the_reconstruction(sd15, inversions):
     from precise_edit.nodes.inversion import reconstruct
 
@@ -377,6 +378,7 @@ def old_replay(sd15, plan, inversion):
         return replay(sd15.model, replace(plan, identity_masks=plan.identity_masks[1:]), inversion)[0]
 
 
+@pytest.mark.slow
 def test_the_identity_edit_replays_the_masked_inversion_in_its_source_row(sd15, masked, identity):
     from precise_edit.nodes.inversion import reconstruct
 
@@ -406,6 +408,7 @@ def test_the_identity_edit_replays_the_masked_inversion_in_its_source_row(sd15, 
     assert before[0] > 1e-4 * scale, "the target-only mask must leak with identical prompts (the test's premise)"
 
 
+@pytest.mark.slow
 def test_the_edit_source_row_retraces_a_null_text_optimisation_made_with_the_identity_mask(sd15, identity):
     from precise_edit.core.ddim_inversion import to_variance_preserving
 
@@ -416,6 +419,7 @@ def test_the_edit_source_row_retraces_a_null_text_optimisation_made_with_the_ide
     torch.testing.assert_close(latent["samples"][:1], reached, atol=1e-4 * float(reached.abs().max()), rtol=0)
 
 
+@pytest.mark.slow
 def test_an_edit_under_another_wording_is_refused_naming_both_prompts(sd15, captioned):
     latent, _ = run_edit(sd15, captioned)
     assert latent["samples"].shape == (2, 4, *LATENT_HW)
@@ -448,6 +452,7 @@ def test_reconstruct_refuses_another_prompt_naming_the_inverted_one(sd15, captio
         reconstruct(sd15.model, captioned, encode(sd15.clip, NULL_PROMPT))
 
 
+@pytest.mark.slow
 def test_an_identity_edit_and_its_inversion_must_mask_alike(sd15, masked, captioned, identity):
     with pytest.raises(ValueError, match=r"identity: the inversion masked \[I\]"):
         run_edit(sd15, masked, identity.expand(IDENTITY_DOG), identity.expand(IDENTITY_SOURCE))

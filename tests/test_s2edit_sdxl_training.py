@@ -92,6 +92,7 @@ def epsilon(model, conditioning: list, latent: torch.Tensor, noise: torch.Tensor
     return out["eps"]
 
 
+@pytest.mark.slow
 def test_sdxl_embedding_file_holds_both_encoders(trained):
     import folder_paths
     from safetensors.torch import load_file
@@ -112,6 +113,7 @@ def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got - want).norm() / want.norm())
 
 
+@pytest.mark.slow
 def test_stock_nodes_reproduce_the_sdxl_trainer(sdxl, trained):
     """LoraLoader + CLIP Text Encode (embedding:<name>) on the checkpoint's models give exactly the trainer's MODEL
     and CLIP outputs, and the training-time conditioning, pooled output and noise prediction up to the fp16 merge of

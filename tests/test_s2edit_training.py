@@ -171,6 +171,7 @@ def stock(trained, inputs):
     }
 
 
+@pytest.mark.slow
 def test_training_runs_under_inference_mode_and_saves_both_files(trained):
     identity = trained["trainer"][2]
     token = identity.token("[I]")
@@ -192,6 +193,7 @@ def test_the_loss_falls(trained, stock):
     assert after < 0.92 * before, (before, after)
 
 
+@pytest.mark.slow
 def test_orthogonality_drives_the_cosine_below_0_05_only_when_enabled(run_graph, inputs):
     """Same seed and settings (text-encoder LoRA on, learning rates linear to 0 over 12 steps), with and without the
     term: |cos(e_P, e_[I])| as the node measures it after training (COSINE of Orthogonality Loss on the trainer's
