@@ -27,6 +27,7 @@ from ..core.mcdm_pairs import PairsData, PairsFolderError, load_pairs
 from ..core.mcdm_training import MCDMTraining, NullConditions, TrainingOptions, TrainingSet
 from .comfy_node_api import io
 from .loss_curve_preview import PREVIEW_SIZE, PREVIEWS, loss_curve
+from .mcdm_conditioning import TEXT_TOKENS
 from .mcdm_loader import MCDM_FOLDER, checked_vision, resolve_entry
 from .mcdm_model import MCDM, load_mcdm, mcdm_from_base_model, read_mcdm_header, save_mcdm
 from .mcdm_pairs_folder import pairs_folder_for_reading
@@ -39,7 +40,6 @@ TRAINING_KEY = "precise_edit_mcdm_training"
 NULL_GUIDER = "zero latent + black image (as the MCDM Guider)"
 NULL_OFFICIAL = "mid-gray image (official training code)"
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-TEXT_TOKENS = 77
 ENCODE_CHUNK = 8
 
 
