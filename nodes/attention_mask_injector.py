@@ -1,8 +1,8 @@
 """PreciseEdit_AttentionMaskInjector: confine chosen words' cross-attention to a spatial mask."""
 
 import torch
-from .comfy_node_api import io
 
+from .comfy_node_api import io
 from .cross_attention_patch import StepRange, TokenMask, add_cross_attention_effect, cross_attention_layers
 from .mask_input import spatial_mask_batch
 from .prompt_tokens import locate_words

@@ -1,10 +1,10 @@
 """PreciseEdit_AttentionToMask: turn captured cross-attention into one mask per word."""
 
 import torch
-from .comfy_node_api import io
 
 from ..core.attention_store import AttentionStore
 from ..core.heatmap import heatmap
+from .comfy_node_api import io
 from .socket_types import AttentionMaps
 
 LATENT_TO_IMAGE = 8

@@ -1,8 +1,7 @@
 """PreciseEdit_CaptureCrossAttention: record chosen words' cross-attention maps while sampling."""
 
-from .comfy_node_api import io
-
 from ..core.attention_store import AttentionStore
+from .comfy_node_api import io
 from .cross_attention_patch import AttentionCapture, StepRange, add_cross_attention_effect, cross_attention_layers
 from .layer_choice import DEFAULT_LAYER_CHOICE, LAYER_CHOICES, choose_layers
 from .prompt_tokens import locate_words

@@ -2,9 +2,9 @@
 
 import torch
 import torch.nn.functional as F
-from .comfy_node_api import io
 
 from ..core.clip_delta import DeltaDirection, image_direction, text_direction
+from .comfy_node_api import io
 from .joint_clip_loader import JointClipModel
 from .socket_types import DeltaDirectionType, JointClip
 

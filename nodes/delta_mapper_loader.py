@@ -1,8 +1,7 @@
 """PreciseEdit_DeltaMapperLoader: a trained Delta Mapper from models/delta_mappers."""
 
-from .comfy_node_api import io
-
 from ..core.delta_mapper_file import load_delta_edit_model
+from .comfy_node_api import io
 from .model_folders import DELTA_MAPPERS, model_path
 from .socket_types import DeltaMapperType
 

@@ -1,9 +1,9 @@
 """PreciseEdit_DifferenceLocator: the rough edit mask from where an editor changed the image."""
 
 import torch
-from .comfy_node_api import io
 
 from ..core.difference_locator import METRICS, difference_mask
+from .comfy_node_api import io
 
 THRESHOLD_MODES = ["relative", "absolute"]
 

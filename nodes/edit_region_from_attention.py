@@ -1,10 +1,10 @@
 """PreciseEdit_EditRegionFromAttention: ZONE's rough edit mask M_b from the recorded start/end-token attention."""
 
 import torch
-from .comfy_node_api import io
 
 from ..core.attention_store import AttentionStore
 from ..core.edit_region import PAPER_THRESHOLD, RELEASED_THRESHOLD, attention_difference, edit_region
+from .comfy_node_api import io
 from .instruction_locator import END_TOKEN, START_TOKEN
 from .socket_types import AttentionMaps
 

@@ -1,7 +1,5 @@
 """The node list ComfyUI registers for Precise Edit."""
 
-from .comfy_node_api import ComfyExtension, io
-
 from .action_classifier import ActionClassifier
 from .action_classifier_trainer import ActionClassifierTrainer
 from .apply_delta_edit import ApplyDeltaEdit
@@ -9,6 +7,7 @@ from .attention_mask_injector import AttentionMaskInjector
 from .attention_to_mask import AttentionToMask
 from .capture_cross_attention import CaptureCrossAttention
 from .clip_delta_direction import CLIPDeltaDirection
+from .comfy_node_api import ComfyExtension, io
 from .delta_mapper_loader import DeltaMapperLoader
 from .delta_mapper_trainer import DeltaMapperTrainer
 from .difference_locator import DifferenceLocator

@@ -1,10 +1,10 @@
 """PreciseEdit_FFTEdgeSmoother: blend the edited object into the original with ZONE's FFT edge smoother."""
 
 import torch
-from .comfy_node_api import io
 
 from ..core.fft_edge_smoother import REFERENCE_SIZE, SmootherSettings, smooth_and_composite
 from ..core.mask_stack import mask_stack
+from .comfy_node_api import io
 
 DEFAULTS = SmootherSettings()
 

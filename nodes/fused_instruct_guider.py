@@ -14,10 +14,10 @@ import comfy.samplers
 import node_helpers
 import torch
 from comfy.model_patcher import ModelPatcher
-from .comfy_node_api import io
 
 from ..core.fused_guidance import fuse_predictions
 from ..core.ip2p_guidance import instruct_pix2pix_guidance
+from .comfy_node_api import io
 from .ip2p_model import require_instruct_pix2pix
 
 MAGICBRUSH_KEY = "precise_edit.magicbrush"

@@ -2,9 +2,9 @@
 
 from comfy.model_patcher import ModelPatcher
 from comfy.sd import CLIP
-from .comfy_node_api import io
 
 from ..core.attention_store import AttentionStore
+from .comfy_node_api import io
 from .cross_attention_patch import (
     AttentionCapture,
     CrossAttentionLayer,

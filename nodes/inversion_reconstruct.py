@@ -1,7 +1,6 @@
 """PreciseEdit_InversionReconstruct: sample back from an inversion to check how faithfully it reproduces the image."""
 
 from .comfy_node_api import io
-
 from .inversion import Inversion, check_conditioning, check_inversion_fits, reconstruct
 from .socket_types import InvertedLatent
 

@@ -7,9 +7,9 @@ import comfy.model_management
 import comfy.model_patcher
 import comfy.sd1_clip
 import torch
-from .comfy_node_api import io
 
 from ..core.joint_clip import JointCLIP, load_joint_clip
+from .comfy_node_api import io
 from .model_folders import CLIP_JOINT, model_path
 from .socket_types import JointClip
 

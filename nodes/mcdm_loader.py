@@ -24,10 +24,10 @@ import comfy.model_detection
 import comfy.utils
 import folder_paths
 import torch
-from .comfy_node_api import io
 from safetensors.torch import load_file
 
 from ..core.mcdm_adapter import build_adapter, strip_module_prefix
+from .comfy_node_api import io
 from .mcdm_model import CONCAT_CHANNELS, MCDM, MCDMVision, build_model_patcher, load_mcdm, read_mcdm_header
 from .model_folders import register_model_folder
 from .socket_types import JointClip, MCDMType

@@ -1,8 +1,8 @@
 """PreciseEdit_NullTextInversion: invert a real image's latent into noise plus per-step null-text embeddings."""
 
 import torch
-from .comfy_node_api import io
 
+from .comfy_node_api import io
 from .epsilon_model import check_epsilon_model
 from .identity import Identity
 from .identity_token_mask import IdentityTokenMask, identity_token_mask

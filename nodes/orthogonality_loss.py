@@ -2,10 +2,10 @@
 
 import torch
 from comfy.sd import CLIP
-from .comfy_node_api import io
 from comfy_execution.graph_utils import ExecutionBlocker
 
 from ..core.orthogonality_loss import absolute_cosine
+from .comfy_node_api import io
 from .identity import Identity, IdentityToken
 from .identity_training import VECTOR_CHOICES, VECTORS_INPUT, SemanticControl, remove_placeholder
 from .prompt_tokens import clip_tokenizer, locate_words

@@ -2,9 +2,9 @@
 
 import comfy.samplers
 import torch
-from .comfy_node_api import io
 
 from ..core.composable_canvas import CanvasStrengths, check_canvas_width, combine_denoised, guided
+from .comfy_node_api import io
 
 BRANCHES = ("negative", "shared", "source", "target")
 

@@ -1,7 +1,6 @@
 """PreciseEdit_PromptToPromptEdit: edit an inverted real image by changing its prompt (S2Edit §3.3 inference)."""
 
 from .comfy_node_api import io
-
 from .identity import Identity
 from .inversion import Inversion, check_inversion_fits
 from .prompt_to_prompt_edit import check_plan_fits_inversion, plan_edit, replay

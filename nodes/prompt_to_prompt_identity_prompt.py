@@ -1,7 +1,6 @@
 """PreciseEdit_IdentityPrompt: write a prompt with an identity's placeholders as text a stock CLIP Text Encode reads."""
 
 from .comfy_node_api import io
-
 from .identity import Identity
 from .socket_types import IdentityType
 

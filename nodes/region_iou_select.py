@@ -3,10 +3,10 @@
 import json
 
 import torch
-from .comfy_node_api import io
 
 from ..core.mask_stack import mask_stack
 from ..core.region_iou import NO_OVERLAP_POLICIES, SELECTION_MODES, select_region
+from .comfy_node_api import io
 from .segs_masks import segs_to_masks
 
 

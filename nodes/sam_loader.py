@@ -2,9 +2,9 @@
 
 import comfy.model_management
 import comfy.utils
-from .comfy_node_api import io
 
 from ..core.sam_architecture import sam_from_state_dict
+from .comfy_node_api import io
 from .model_folders import model_path
 from .sam_model import SAMS, SamModel
 from .socket_types import SamModelType

@@ -7,10 +7,10 @@ import comfy.model_management
 import comfy.utils
 import numpy as np
 import torch
-from .comfy_node_api import io
 from segment_anything.modeling import Sam
 
 from ..core.sam_everything import SORT_KEYS, EverythingSettings, segment_everything
+from .comfy_node_api import io
 from .sam_model import on_compute_device, sam_module
 from .socket_types import SamModelType
 

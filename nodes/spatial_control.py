@@ -9,8 +9,8 @@ import math
 import torch
 from comfy.model_patcher import ModelPatcher
 from comfy.sd import CLIP
-from .comfy_node_api import io
 
+from .comfy_node_api import io
 from .cross_attention_patch import (
     PromptTarget,
     StepRange,

@@ -6,9 +6,9 @@ conditioning: it is copied with a tag that the effect looks for (see ``nodes.cro
 
 import uuid
 
-from .comfy_node_api import io
 from comfy_execution.graph_utils import ExecutionBlocker
 
+from .comfy_node_api import io
 from .cross_attention_patch import COND_TAGS_KEY, PromptTarget
 
 
