@@ -27,7 +27,7 @@ import torch
 from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
 from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, Upsample
 from comfy.model_patcher import ModelPatcher
-from comfy.patcher_extension import WrappersMP
+from comfy.patcher_extension import CallbacksMP, WrappersMP
 
 from ..core.attention_store import AttentionStore
 from ..core.cross_attention import attention_probabilities, output_correction
@@ -295,7 +295,7 @@ class CrossAttentionPatch:
         while ``sigma_end ≤ σ ≤ sigma_start`` (always when the kwargs name no range).
 
         The caller keeps no reference of its own, so this changes the patch in place; each model clone holds its own
-        patch object (``__deepcopy__``), so the model the caller cloned from is not changed.
+        patch object (``own_patches_on_clone``), so the model the caller cloned from is not changed.
         """
         self.added = self.added + ((callback, kwargs),)
 
@@ -383,11 +383,28 @@ class CrossAttentionPatch:
         correction = output_correction(edited, probs, v.index_select(0, row_index), columns_index)
         return out.index_add(0, row_index, correction.to(out.dtype))
 
-    def __deepcopy__(self, memo: dict) -> "CrossAttentionPatch":
-        """A model clone gets its own patch object (another pack may ``add`` to it) sharing everything it holds."""
+    def own_copy(self) -> "CrossAttentionPatch":
+        """A new patch object (another pack may ``add`` to it) sharing everything this one holds."""
         clone = CrossAttentionPatch(self.layer, self.effects, self.previous, self.block_replace, self.added)
         clone._indices = self._indices
         return clone
+
+    def __deepcopy__(self, memo: dict) -> "CrossAttentionPatch":
+        """ComfyUIs that deep-copy model options on clone get an own copy, never copies of the tensors it holds."""
+        return self.own_copy()
+
+
+def own_patches_on_clone(original: ModelPatcher, clone: ModelPatcher) -> None:
+    """ON_CLONE callback: the clone's attn2 dict holds its own CrossAttentionPatch objects.
+
+    Later ComfyUIs copy only the dicts and lists of ``model_options`` on clone and share the objects in them, so
+    without this a pack that ``add``s to the patch it finds in its clone (IP-Adapter) would change the model it
+    cloned from too, and stack on every run.
+    """
+    replaces = clone.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
+    for key, patch in replaces.items():
+        if isinstance(patch, CrossAttentionPatch):
+            replaces[key] = patch.own_copy()
 
 
 def _index_guider_conds(executor: Callable, *args, **kwargs):
@@ -418,10 +435,13 @@ def _resolve_call(executor: Callable, x, t, c_concat, c_crossattn, control, tran
 
 
 def ensure_call_wrappers(patched: ModelPatcher) -> None:
-    """Install (once) the wrappers that tell attention patches the current sigma and each chunk's cond."""
+    """Install (once) the wrappers that tell attention patches the current sigma and each chunk's cond, and the clone
+    callback that gives every clone of the model its own patch objects."""
     if not patched.get_wrappers(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY):
         patched.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, _index_guider_conds)
         patched.add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, _resolve_call)
+    if not patched.get_callbacks(CallbacksMP.ON_CLONE, WRAPPER_KEY):
+        patched.add_callback_with_key(CallbacksMP.ON_CLONE, WRAPPER_KEY, own_patches_on_clone)
 
 
 def add_cross_attention_effect(
