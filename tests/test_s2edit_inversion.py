@@ -162,13 +162,17 @@ def test_interrupt_stops_the_inversion_and_leaves_nothing_half_done(run_graph, l
     with pytest.raises(PromptFailed, match="node 5 .* was interrupted"):
         run_graph(prompt, outputs=["5"])
     monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", hook)
-    assert updates == [1, 2] and not comfy.model_management.processing_interrupted()
+    # Later ComfyUIs throttle the progress bar's reports between the first and the last: the second report may
+    # carry any value below the total, so the run was stopped part-way whichever value it was.
+    assert len(updates) == 2 and updates[0] == 1 and updates[1] < 6
+    assert not comfy.model_management.processing_interrupted()
     assert unet_state(loaded["model"]) == loaded["weights"]
     assert repr(loaded["model"].model_options) == loaded["options"]
 
     inversion = run_graph(prompt, outputs=["5"])["5"][0]
     progress = [data["value"] for event, data in last_events() if event == "progress" and data["node"] == "5"]
-    assert progress == list(range(1, 7)), "the interrupted node's output must not have been cached"
+    assert progress[0] == 1 and progress[-1] == 6, "the interrupted node's output must not have been cached"
+    assert progress == sorted(set(progress))
     assert len(inversion.null_embeddings) == 3
 
 
