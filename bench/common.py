@@ -70,7 +70,8 @@ PRESETS = {
 
 @dataclass(frozen=True)
 class Bench:
-    """A started bench: its name (the script's), parsed arguments, preset and device."""
+    """A started bench: its name (the script's path under bench/, e.g. ``zone/locator``), parsed arguments, preset
+    and device."""
 
     name: str
     args: argparse.Namespace
@@ -123,15 +124,16 @@ def parser(description: str, repeats: int = 5) -> argparse.ArgumentParser:
 
 def start(script: str, args: argparse.Namespace, comfy: bool = True) -> Bench:
     """Set the threads, make the pack importable and (with ``comfy``) ComfyUI too, in CPU mode unless on CUDA."""
+    name = Path(script).resolve().relative_to(REPO / "bench").with_suffix("").as_posix()
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"{Path(script).stem}: --device cuda, but torch sees no CUDA device")
+        raise SystemExit(f"{name}: --device cuda, but torch sees no CUDA device")
     if args.device == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
     ensure_pack_importable()
     if comfy:
         setup_imports(cpu=args.device == "cpu")
         import comfy.model_management  # noqa: F401  (fixes the device now; a later bootstrap() keeps it)
-    return Bench(Path(script).stem, args, PRESETS[args.preset])
+    return Bench(name, args, PRESETS[args.preset])
 
 
 def unet_config(preset: Preset, in_channels: int = 4) -> dict[str, Any]:

@@ -22,16 +22,16 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 BENCHES = (
-    "attention_overhead",
-    "prompt_to_prompt",
-    "null_text_inversion",
-    "identity_trainer",
-    "zone_locator",
-    "zone_compositing",
-    "sam_segment",
-    "delta_mapper",
-    "mcdm_guider",
-    "mcdm_trainer",
+    "attention/overhead",
+    "s2edit/prompt_to_prompt",
+    "s2edit/null_text_inversion",
+    "s2edit/identity_trainer",
+    "zone/locator",
+    "zone/compositing",
+    "zone/sam_segment",
+    "deltaedit/delta_mapper",
+    "mcdm/guider",
+    "mcdm/trainer",
 )
 
 

@@ -216,7 +216,7 @@ def _v1_node_info(name: str, cls: type) -> dict[str, Any]:
 def _later_v1_fields(cls: type) -> dict[str, Any]:
     """The V1 description's fields that later ComfyUIs added, where this one has them (its ``NodeInfoV1`` lists
     them): server.py always sends the first three, the last two only when the class sets them."""
-    from precise_edit.nodes.comfy_node_api import io
+    from precise_edit.nodes.common.comfy_node_api import io
 
     fields = {field.name for field in dataclasses.fields(io.NodeInfoV1)}
     info = {

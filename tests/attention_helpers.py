@@ -28,7 +28,7 @@ def sample(model, positive, negative, steps: int = 3, seed: int = 7, cfg: float 
 
 
 def inject(model, clip, words: str, mask: torch.Tensor, **options):
-    from precise_edit.nodes.attention_mask_injector import AttentionMaskInjector
+    from precise_edit.nodes.attention.nodes_attention import AttentionMaskInjector
 
     settings = dict(strength=1.0, start_percent=0.0, end_percent=1.0, target="positive", renormalize=False)
     settings.update(options)
@@ -36,7 +36,7 @@ def inject(model, clip, words: str, mask: torch.Tensor, **options):
 
 
 def capture(model, clip, words: str, **options):
-    from precise_edit.nodes.capture_cross_attention import CaptureCrossAttention
+    from precise_edit.nodes.attention.nodes_attention import CaptureCrossAttention
 
     settings = dict(layers="all", heads="all", start_percent=0.0, end_percent=1.0, target="positive")
     settings.update(options)
@@ -44,6 +44,6 @@ def capture(model, clip, words: str, **options):
 
 
 def grid_zero(mask: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    from precise_edit.core.token_grid import mask_to_token_grid
+    from precise_edit.core.attention.token_grid import mask_to_token_grid
 
     return mask_to_token_grid(mask, grid)[0] == 0

@@ -47,7 +47,7 @@ def tiny_diffusers_unet(seed: int = 0, **overrides: object):
 
 def random_adapter(seed: int = 1):
     """The release's adapter (official shapes) with every weight random."""
-    from precise_edit.core.mcdm_adapter import MCDMAdapter
+    from precise_edit.core.mcdm.adapter import MCDMAdapter
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -85,9 +85,9 @@ def load_tiny_mcdm(folder: Path, seed: int = 0):
 
     Returns ``(mcdm, diffusers_unet)``: the same UNet weights in ComfyUI and in diffusers.
     """
-    from precise_edit.core.joint_clip import load_joint_clip
-    from precise_edit.nodes.joint_clip_loader import JointClipModel, tokenizer_folder
-    from precise_edit.nodes.mcdm_loader import checked_vision, load_release
+    from precise_edit.core.deltaedit.joint_clip import load_joint_clip
+    from precise_edit.nodes.deltaedit.joint_clip_model import JointClipModel, tokenizer_folder
+    from precise_edit.nodes.mcdm.nodes_train import checked_vision, load_release
 
     unet = tiny_diffusers_unet(seed)
     write_release(folder / "release", unet, random_adapter(seed + 1), "diffusers")

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from harness.tiny_models import SD15_UNET, random_unet
-from precise_edit.core.mcdm_pairs import append_pairs
+from precise_edit.core.mcdm.pairs_folder import append_pairs
 
 SOURCE_PROMPT = "a red shape"
 TARGET_PROMPT = "a blue shape"
@@ -105,7 +105,7 @@ class EditScores:
 def sample_edits(mcdm, vae, clip, pairs: SyntheticPairs, prompt: str, steps: int = 10, seed: int = 0):
     """Every source edited by the MCDM with ``prompt``: deterministic DDIM from seeded noise, no guidance.
     Returns the final latents and the scaled latents of x_A and x_B."""
-    from precise_edit.nodes.mcdm_trainer import encode_images, encode_text
+    from precise_edit.nodes.mcdm.nodes_train import encode_images, encode_text
 
     sampling = mcdm.model.get_model_object("model_sampling")
     alphas = 1.0 / (1.0 + sampling.sigmas.float() ** 2)

@@ -1,0 +1,1 @@
+"""Cross-attention with explicit probabilities, its masks and its records."""

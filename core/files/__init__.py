@@ -1,0 +1,1 @@
+"""Files never seen half-written."""

@@ -1,0 +1,1 @@
+"""Binary mask operations shared by the methods: morphology, bounding boxes, components, stacks."""

@@ -1,0 +1,237 @@
+"""PE_INVERSION: DDIM / null-text inversion of a latent on a ComfyUI model, and the guided replay from its noise.
+
+``invert`` runs ``core.s2edit.ddim_inversion`` and, in null-text mode, ``core.s2edit.null_text_inversion`` on the model
+prepared as for sampling (``prepared_model``), under ``torch.inference_mode(False)`` with cloned inputs and the UNet's
+weights aliased for autograd (``differentiable_weights``). ``reconstruct`` replays guided DDIM sampling from the
+inverted noise; prompt-to-prompt editing builds on the same replay.
+
+The inversion keeps the positive prompt it ran under (``InvertedPrompt``) and, for S2Edit, masks the identity token
+[I]'s cross-attention in it at every step (spatial control, as in training); replays mask it the same way and
+refuse another source prompt.
+"""
+
+import uuid
+from dataclasses import dataclass, replace
+
+import comfy.model_management
+import latent_preview
+import torch
+from comfy.model_patcher import ModelPatcher
+
+from ...core.s2edit.ddim_inversion import DDIMSchedule, ddim_invert, ddim_schedule, to_variance_preserving
+from ...core.s2edit.null_text_inversion import NullTextResult, NullTextSettings, guided_ddim_sample, optimise_null_text
+from ..attention.cross_attention_patch import PromptTarget, add_cross_attention_effect, cross_attention_layers
+from ..attention.word_attention_inputs import tag_conditioning
+from ..common.differentiable_weights import with_differentiable_weights
+from ..common.prepared_model import GuiderNoisePredictor, cross_attention_of, require_gradients, run_prepared
+from .epsilon_model import check_epsilon_model
+from .identity_token_mask import IdentityTokenMask
+from .inverted_prompt import InvertedPrompt, check_inverted_prompt
+
+NULL_TEXT = "null-text (optimised)"
+NEGATIVE_PROMPT = "negative-prompt (fast)"
+PLAIN_DDIM = "plain DDIM (fast)"
+MODES = (NULL_TEXT, NEGATIVE_PROMPT, PLAIN_DDIM)
+
+
+@dataclass(frozen=True)
+class Inversion:
+    """What PE_INVERSION carries from the inversion to the replay.
+
+    ``noise`` is x_T in ComfyUI's latent convention (as LATENT["samples"]); ``schedule`` the DDIM schedule;
+    ``negative`` the CONDITIONING that plays the null prompt in guidance. In null-text mode ``optimisation`` holds
+    the per-step null-text embeddings that replace its text embedding, with their losses and iteration counts.
+    ``unet_evaluations`` counts the per-image UNet forward passes of inversion and optimisation together.
+    ``prompt`` is the positive prompt inverted under, with the identity mask applied to it.
+    """
+
+    noise: torch.Tensor
+    schedule: DDIMSchedule
+    negative: list
+    mode: str
+    settings: NullTextSettings
+    optimisation: NullTextResult | None
+    unet_evaluations: int
+    prompt: InvertedPrompt
+
+    @property
+    def null_embeddings(self) -> tuple[torch.Tensor, ...] | None:
+        """The null text's embedding for each sampling step (σ_N → σ_{N−1} first), or None to keep ``negative``."""
+        return None if self.optimisation is None else self.optimisation.null_embeddings
+
+
+def _context_width(model: ModelPatcher) -> int | None:
+    config = getattr(model.model, "model_config", None)
+    return None if config is None else config.unet_config.get("context_dim")
+
+
+def check_conditioning(conditioning: list, name: str, model: ModelPatcher) -> None:
+    """Non-empty, finite text embeddings as wide as the model's cross-attention context."""
+    if not conditioning:
+        raise ValueError(f"{name}: the conditioning is empty; connect the output of a CLIP Text Encode")
+    width = _context_width(model)
+    for embedding, _ in conditioning:
+        if not isinstance(embedding, torch.Tensor) or embedding.ndim != 3:
+            raise ValueError(f"{name}: expected text embeddings [batch, tokens, width], got {embedding!r:.80}")
+        if width is not None and embedding.shape[-1] != width:
+            raise ValueError(
+                f"{name}: text embeddings of width {embedding.shape[-1]} do not fit this model, whose "
+                f"cross-attention expects {width} (SD1.x 768, SD2.x 1024, SDXL 2048); encode the prompt with the "
+                "CLIP loaded with this model"
+            )
+        if not torch.isfinite(embedding).all():
+            raise ValueError(f"{name}: the text embedding contains NaN or infinite values")
+
+
+def check_latent(latent: dict, model: ModelPatcher) -> torch.Tensor:
+    """The single-image latent of the source, with as many channels as the model's latent space."""
+    samples = latent["samples"]
+    if samples.is_nested or samples.ndim != 4:
+        raise ValueError(f"latent: expected an image latent [batch, channels, height, width], got {samples.shape}")
+    if samples.shape[0] != 1:
+        raise ValueError(
+            f"latent: inversion works on one image at a time, the latent batch has {samples.shape[0]}; "
+            "pick one with Latent From Batch"
+        )
+    channels = model.model.latent_format.latent_channels
+    if samples.shape[1] != channels:
+        raise ValueError(f"latent: {samples.shape[1]} channels, this model's latents have {channels}")
+    if not torch.isfinite(samples).all():
+        raise ValueError("latent: the latent contains NaN or infinite values")
+    return samples
+
+
+def _clone_conditioning(conditioning: list) -> list:
+    """Normal-tensor copies of the embeddings (they come in as inference tensors), options copied shallowly."""
+    return [[embedding.clone(), dict(options)] for embedding, options in conditioning]
+
+
+def with_inverted_prompt_masks(model: ModelPatcher, prompt: InvertedPrompt) -> ModelPatcher:
+    """``model`` with [I] masked in the conds tagged as the inverted prompt (``model`` itself without a mask)."""
+    if prompt.identity_mask is None:
+        return model
+    effect = prompt.identity_mask.effect(PromptTarget(tag=prompt.tag))
+    return add_cross_attention_effect(model, effect, cross_attention_layers(model))
+
+
+def invert(
+    model: ModelPatcher,
+    positive: list,
+    negative: list,
+    samples: torch.Tensor,
+    steps: int,
+    guidance: float,
+    inner_steps: int,
+    epsilon: float,
+    mode: str,
+    source_text: str = "",
+    identity_mask: IdentityTokenMask | None = None,
+) -> Inversion:
+    """Invert the source latent ``samples`` under ``positive`` (see the module and ``core`` docstrings).
+
+    ``source_text``: the caption ``positive`` encodes, kept for error messages. ``identity_mask``: [I]'s spatial
+    control, applied to ``positive`` (and to the null text when it is ``positive``, in negative-prompt mode).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    if steps < 1:
+        raise ValueError(f"steps: at least 1 step is needed, got {steps}")
+    if mode == NULL_TEXT and len(negative) != 1:
+        raise ValueError(
+            f"negative: null-text inversion optimises one null-text embedding, but the conditioning has "
+            f"{len(negative)} entries (e.g. from Conditioning Combine); connect a single CLIP Text Encode"
+        )
+    storage = comfy.model_management.intermediate_device()
+    tag = uuid.uuid4().hex
+    kept = [[embedding.to(storage), options] for embedding, options in tag_conditioning(positive, tag)]
+    prompt = InvertedPrompt(kept, tag, source_text, identity_mask)
+    unconditional = kept if mode == NEGATIVE_PROMPT else negative
+    masked = with_inverted_prompt_masks(model, prompt)
+    optimising = mode == NULL_TEXT
+    total = 2 * steps if optimising else steps
+    progress = latent_preview.prepare_callback(model, total)
+    settings = NullTextSettings(guidance=guidance, inner_steps=inner_steps, epsilon=epsilon)
+    results = {}
+    with torch.inference_mode(False), torch.enable_grad():
+        # Created in normal mode, the schedule's tensors are ones autograd may save for the backward pass.
+        schedule = ddim_schedule(model.get_model_object("model_sampling").sigmas, steps)
+
+        def work(guider, model_options: dict, z0: torch.Tensor) -> torch.Tensor:
+            if optimising:
+                require_gradients(model_options, "null-text inversion")
+            predictor = GuiderNoisePredictor(guider, model_options)
+            trajectory = ddim_invert(predictor.conditional, z0, schedule, lambda i, x0: progress(i, x0, None, total))
+            if optimising:
+                null = cross_attention_of(predictor.negative).float()
+                results["null_text"] = optimise_null_text(
+                    predictor, trajectory, schedule, null, settings, lambda i, x0: progress(steps + i, x0, None, total)
+                )
+            return trajectory[-1]
+
+        noise = run_prepared(
+            with_differentiable_weights(masked) if optimising else masked,
+            _clone_conditioning(kept),
+            _clone_conditioning(unconditional),
+            samples.clone(),
+            schedule.sampling_sigmas(),
+            work,
+        )
+    optimisation = results.get("null_text")
+    evaluations = steps * samples.shape[0]
+    if optimisation is not None:
+        evaluations += optimisation.unet_evaluations
+        optimisation = replace(
+            optimisation,
+            null_embeddings=tuple(null.to(storage) for null in optimisation.null_embeddings),
+            reconstruction=optimisation.reconstruction.to(storage),
+        )
+    return Inversion(noise.to(storage), schedule, unconditional, mode, settings, optimisation, evaluations, prompt)
+
+
+def check_inversion_fits(inversion: Inversion, model: ModelPatcher) -> None:
+    """The replaying model must have the inverting model's noise schedule, latent channels and context width."""
+    sampling = model.get_model_object("model_sampling")
+    check_epsilon_model(model)
+    expected = sampling.sigmas.detach().float().cpu()[inversion.schedule.timesteps]
+    if not torch.allclose(expected, inversion.schedule.sigmas[1:], rtol=1e-4):
+        raise ValueError("model: its noise schedule differs from the one of the model the inversion was made with")
+    channels = model.model.latent_format.latent_channels
+    if inversion.noise.shape[1] != channels:
+        raise ValueError(
+            f"inversion: its latent has {inversion.noise.shape[1]} channels, this model's latents have {channels}"
+        )
+    width = _context_width(model)
+    if inversion.null_embeddings and width is not None and inversion.null_embeddings[0].shape[-1] != width:
+        raise ValueError(
+            f"inversion: its null-text embeddings have width {inversion.null_embeddings[0].shape[-1]}, this "
+            f"model's cross-attention expects {width}: replay with the model that made the inversion"
+        )
+
+
+def reconstruct(model: ModelPatcher, inversion: Inversion, positive: list) -> torch.Tensor:
+    """Guided DDIM sampling from the inverted noise with the stored null embeddings; a LATENT's ``samples``.
+
+    ``positive`` must be the prompt the inversion was made under; [I] is masked in it as during the inversion.
+    """
+    check_inverted_prompt(inversion.prompt, positive, "positive")
+    model = with_inverted_prompt_masks(model, inversion.prompt)
+    positive = tag_conditioning(positive, inversion.prompt.tag)
+    schedule = inversion.schedule
+    nulls = inversion.null_embeddings or (None,) * schedule.steps
+    progress = latent_preview.prepare_callback(model, schedule.steps)
+
+    def work(guider, model_options: dict, noise: torch.Tensor) -> torch.Tensor:
+        predictor = GuiderNoisePredictor(guider, model_options)
+        device = cross_attention_of(predictor.negative).device
+        x0 = guided_ddim_sample(
+            predictor,
+            noise,
+            schedule,
+            inversion.settings.guidance,
+            [None if null is None else null.to(device) for null in nulls],
+            on_step=lambda i, denoised: progress(i, denoised, None, schedule.steps),
+        )
+        return to_variance_preserving(x0, schedule.sigmas[0])
+
+    samples = run_prepared(model, positive, inversion.negative, inversion.noise, schedule.sampling_sigmas(), work)
+    return samples.to(comfy.model_management.intermediate_device())
