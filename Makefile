@@ -5,7 +5,7 @@ PY := .venv/bin/python
 PY033 := .venv-comfy033/bin/python
 COMFY033 := COMFYUI_PATH=$(CURDIR)/.cache/ComfyUI-0.33.0
 
-.PHONY: env env-comfy033 demo demo-comfy033 test test-comfy033 lint bench
+.PHONY: env env-comfy033 demo demo-comfy033 test test-comfy033 test-browser lint bench
 
 env:
 	@bash scripts/setup_env.sh
@@ -32,6 +32,10 @@ test-fast: env
 
 test-comfy033: env-comfy033
 	$(COMFY033) $(PY033) -m pytest -q
+
+# The real frontend in headless Chromium (`apt-get install chromium`); `make test` runs these too.
+test-browser: env
+	$(PY) -m pytest -q -m browser tests/browser
 
 # Every bench in its own process, one table in output/bench-<preset>-<device>.md: tiny on the CPU, full size on a GPU.
 .PHONY: bench-gpu

@@ -42,16 +42,24 @@ def clip_tokenizer(clip: CLIP) -> SDTokenizer:
     )
 
 
-def _tokens(tokenizer: SDTokenizer, text: str) -> list[list[Token]]:
+def prompt_token_chunks(tokenizer: SDTokenizer, text: str) -> list[list[Token]]:
+    """The prompt's tokens, one list per 77-token chunk (start, end and padding included)."""
     return [[entry[0] for entry in chunk] for chunk in tokenizer.tokenize_with_weights(text)]
 
 
 def _word_tokens(tokenizer: SDTokenizer, word: str) -> list[Token]:
-    tokens = _tokens(tokenizer, word)[0]
+    tokens = prompt_token_chunks(tokenizer, word)[0]
     if tokenizer.start_token is not None:
         tokens = tokens[1:]
     ends = [i for i, t in enumerate(tokens) if isinstance(t, int) and t == tokenizer.end_token]
     return tokens[: ends[0]] if ends else tokens
+
+
+def word_positions(tokenizer: SDTokenizer, chunks: list[list[Token]], words: list[str]) -> dict[str, list[int]]:
+    """Each word's positions in the tokenized prompt ``chunks``, an empty list for a word that is not in it (the
+    token view asks for all of them; ``locate_words`` refuses a missing one)."""
+    flat = [token for chunk in chunks for token in chunk]
+    return {word: find_token_positions(flat, _word_tokens(tokenizer, word)) for word in words}
 
 
 def describe_tokens(tokenizer: SDTokenizer, chunks: list[list[Token]]) -> str:
@@ -72,14 +80,11 @@ def describe_tokens(tokenizer: SDTokenizer, chunks: list[list[Token]]) -> str:
 def locate_words(clip: CLIP, text: str, words: str) -> WordPositions:
     """Positions of each comma-separated word of ``words`` in ``text``; a clear error for a missing word."""
     tokenizer = clip_tokenizer(clip)
-    chunks = _tokens(tokenizer, text)
-    flat = [token for chunk in chunks for token in chunk]
-    found: dict[str, list[int]] = {}
-    for word in parse_words(words):
-        positions = find_token_positions(flat, _word_tokens(tokenizer, word))
+    chunks = prompt_token_chunks(tokenizer, text)
+    found = word_positions(tokenizer, chunks, parse_words(words))
+    for word, positions in found.items():
         if not positions:
             raise ValueError(
                 f"'{word}' is not in the prompt. The prompt's tokens are: {describe_tokens(tokenizer, chunks)}"
             )
-        found[word] = positions
-    return WordPositions(found, len(flat))
+    return WordPositions(found, sum(len(chunk) for chunk in chunks))

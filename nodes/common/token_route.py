@@ -5,8 +5,9 @@
 "found": {word: positions}, "missing": [word, ...]}``. It tokenizes with ComfyUI's own tokenizer of that family (the
 CLIP-L/H/G tokenizer files under ``comfy/``, embeddings read from ``models/embeddings``) and looks words up with the
 same function the nodes use (``nodes.attention.prompt_tokens.word_positions``), so a word the view marks as missing
-is one the node would refuse. ``words`` in the answer are the prompt's words as the tokenizer splits them (BPE
-pieces joined up to each end-of-word mark), the chips the web extension shows.
+is one the node would refuse. ``words`` in the answer are the chips the web extension shows: the prompt's
+space-separated words with their token positions (as prompt-to-prompt splits prompts), trailing punctuation left
+out; where weights span several words, the tokenizer's own words (BPE pieces joined up to each end-of-word mark).
 """
 
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from ..attention.prompt_tokens import TOKENIZER_ATTRIBUTES, prompt_token_chunks,
 ROUTE = "/precise_edit/tokens"
 MAX_TEXT_LENGTH = 20_000
 END_OF_WORD = "</w>"
+CHIP_PUNCTUATION = ",.;:!?\"'"
 
 # The tokenizer object of each checkpoint family's CLIP (module, class); ``clip_tokenizer`` picks the one the nodes
 # read positions from (CLIP-L for SD1.x and SDXL, CLIP-H for SD2.x).
@@ -64,35 +66,57 @@ def family_tokenizer(family: str) -> Any:
     return _tokenizers[family]
 
 
-def _token_text(tokenizer: Any, token: Any) -> str | None:
-    """A token id's vocabulary entry (with its end-of-word mark); None for an embedding vector."""
-    return tokenizer.inv_vocab[token] if isinstance(token, int) else None
+def _is_special(tokenizer: Any, token: Any) -> bool:
+    return isinstance(token, int) and token in (tokenizer.start_token, tokenizer.end_token, tokenizer.pad_token)
+
+
+def _shown(tokenizer: Any, token: Any) -> str:
+    return tokenizer.inv_vocab[token].removesuffix(END_OF_WORD) if isinstance(token, int) else "<embedding>"
+
+
+def _chip_text(word: str) -> str:
+    """A prompt word as a chip adds it: without the punctuation that ends a phrase ("glasses," → "glasses")."""
+    return word.strip(CHIP_PUNCTUATION) or word
+
+
+def prompt_words(tokenizer: Any, text: str, ordinary: list[int]) -> list[dict[str, Any]] | None:
+    """The prompt's space-separated words with their token positions (each word tokenized alone, as prompt-to-prompt
+    splits prompts), or None when the words' tokens do not add up to the prompt's (weights across words)."""
+    words, offset = [], 0
+    for word in text.split():
+        count = sum(not _is_special(tokenizer, t) for chunk in prompt_token_chunks(tokenizer, word) for t in chunk)
+        if count:
+            words.append({"text": _chip_text(word), "positions": ordinary[offset : offset + count]})
+        offset += count
+    return words if offset == len(ordinary) else None
+
+
+def bpe_words(tokenizer: Any, flat: list[Any], ordinary: list[int]) -> list[dict[str, Any]]:
+    """Fallback chips: BPE pieces joined up to each end-of-word mark, punctuation left out."""
+    words, piece, positions = [], "", []
+    for position in ordinary:
+        token = flat[position]
+        if not isinstance(token, int):
+            words.append({"text": None, "positions": [position]})
+            continue
+        piece, positions = piece + _shown(tokenizer, token), [*positions, position]
+        if tokenizer.inv_vocab[token].endswith(END_OF_WORD):
+            if any(c.isalnum() for c in piece):
+                words.append({"text": piece, "positions": positions})
+            piece, positions = "", []
+    return words
 
 
 def describe_prompt(tokenizer: Any, text: str, words: list[str]) -> dict[str, Any]:
-    """The answer of the route for one prompt (see the module docstring)."""
+    """The route's answer for one prompt (see the module docstring)."""
     chunks = prompt_token_chunks(tokenizer, text)
-    special = {tokenizer.start_token, tokenizer.end_token, tokenizer.pad_token}
-    tokens, chips, piece, piece_positions = [], [], "", []
-    for position, token in enumerate(t for chunk in chunks for t in chunk):
-        if isinstance(token, int) and token in special:
-            continue
-        entry = _token_text(tokenizer, token)
-        shown = "<embedding>" if entry is None else entry.removesuffix(END_OF_WORD)
-        tokens.append({"position": position, "text": shown})
-        if entry is None:
-            chips.append({"text": None, "positions": [position]})
-            continue
-        piece, piece_positions = piece + shown, [*piece_positions, position]
-        if entry.endswith(END_OF_WORD):
-            if any(c.isalnum() for c in piece):
-                chips.append({"text": piece, "positions": piece_positions})
-            piece, piece_positions = "", []
+    flat = [token for chunk in chunks for token in chunk]
+    ordinary = [i for i, token in enumerate(flat) if not _is_special(tokenizer, token)]
     found = word_positions(tokenizer, chunks, words)
     return {
-        "context_length": sum(len(chunk) for chunk in chunks),
-        "tokens": tokens,
-        "words": chips,
+        "context_length": len(flat),
+        "tokens": [{"position": i, "text": _shown(tokenizer, flat[i])} for i in ordinary],
+        "words": prompt_words(tokenizer, text, ordinary) or bpe_words(tokenizer, flat, ordinary),
         "found": {word: positions for word, positions in found.items() if positions},
         "missing": [word for word, positions in found.items() if not positions],
     }
@@ -110,7 +134,7 @@ async def tokens_handler(request: Any) -> Any:
 
 
 def register_token_route() -> bool:
-    """Add the route to ComfyUI's server; False when no server runs (the in-process executor, scripts)."""
+    """Add the route to ComfyUI's server once; False when no server runs (the in-process executor, scripts)."""
     try:
         from server import PromptServer
     except ImportError:
@@ -118,5 +142,6 @@ def register_token_route() -> bool:
     server = getattr(PromptServer, "instance", None)
     if server is None:
         return False
-    server.routes.post(ROUTE)(tokens_handler)
+    if not any(getattr(route, "path", None) == ROUTE for route in server.routes):
+        server.routes.post(ROUTE)(tokens_handler)
     return True
