@@ -12,7 +12,6 @@ when any workflow failed.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -21,11 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.comfy_env import repo_root
 from harness.server import DEFAULT_STALL_TIMEOUT, ComfyServer
-from harness.stand_in_scale import shrink_for_stand_ins
 from harness.tiny_models import ensure_models
-from harness.workflow_format import ui_to_api
+from harness.ui_workflow import EXAMPLE_WORKFLOWS_FOLDER, example_workflows, run_ui_workflow
 
 
 @dataclass
@@ -48,19 +45,16 @@ def run_workflow(
     full_size: bool = False,
     stall_timeout: float | None = None,
 ) -> WorkflowResult:
-    """Convert (and unless ``full_size``, shrink), queue and wait for one workflow (``ComfyServer.wait``, with the
-    server's stall limit unless ``stall_timeout`` is given); copy its images to ``out_dir/<stem>/``."""
+    """Run one workflow (``harness.ui_workflow.run_ui_workflow``: shrunk unless ``full_size``, with the server's
+    stall limit unless ``stall_timeout`` is given); copy its images to ``out_dir/<stem>/``."""
     start, start_cpu = time.perf_counter(), server.cpu_seconds()
     target = out_dir / path.stem
     shutil.rmtree(target, ignore_errors=True)
     try:
-        prompt = ui_to_api(json.loads(path.read_text()), object_info)
-        if not full_size:
-            prompt = shrink_for_stand_ins(prompt)
-        entry = server.wait(server.queue(prompt), stall_timeout)
+        run = run_ui_workflow(server, path, object_info, full_size, stall_timeout)
         seconds, cpu_seconds = time.perf_counter() - start, server.cpu_seconds() - start_cpu
         images = []
-        for image in server.output_images(entry):
+        for image in run.images:
             target.mkdir(parents=True, exist_ok=True)
             images.append(Path(shutil.copy2(image, target / image.name)))
         return WorkflowResult(path.stem, True, seconds, cpu_seconds, images)
@@ -78,7 +72,7 @@ def write_report(results: list[WorkflowResult], out_dir: Path, full_size: bool =
     scale = "as written" if full_size else "at 1/8 of their sizes with step counts capped (harness/stand_in_scale.py)"
     lines = ["# Example workflows", "", f"Run on tiny random-weight stand-in models, {scale}.", ""]
     if not results:
-        lines.append("No workflows found in `workflows/`.")
+        lines.append(f"No workflows found in `{EXAMPLE_WORKFLOWS_FOLDER}/`.")
     else:
         header = "| workflow | status | seconds | server CPU seconds | images | paths | error |"
         lines += [header, "|---|---|---|---|---|---|---|"]
@@ -112,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out_dir = args.out.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    workflow_dir = repo_root() / "workflows"
-    workflows = sorted(workflow_dir.glob("*.json"))
+    workflows = example_workflows()
     results = []
     with tempfile.TemporaryDirectory(prefix="precise-edit-run-") as tmp:
         models_dir = Path(tmp) / "models"

@@ -26,6 +26,7 @@ import yaml
 from harness.comfy_env import MODEL_FOLDERS, comfyui_root, replace_symlink, repo_root
 from harness.errors import PromptFailed, PromptStalled, format_execution_error, format_validation_error
 from harness.server_progress import ProgressTracker, RunningNode, WebsocketListener
+from harness.ui_workflow import example_workflow_dir
 
 CHECKOUT_NAME = "precise-edit-checkout"
 # Seconds without any report from the server before a prompt counts as stalled: longer than any step of the example
@@ -97,7 +98,7 @@ class ComfyServer:
         replace_symlink(self.base_dir / "custom_nodes" / CHECKOUT_NAME, repo_root())
         for pack in self.extra_node_packs:
             replace_symlink(self.base_dir / "custom_nodes" / pack.name, pack)
-        workflow_inputs = repo_root() / "workflows" / "input"
+        workflow_inputs = example_workflow_dir() / "input"
         if workflow_inputs.is_dir():
             shutil.copytree(workflow_inputs, self.base_dir / "input", dirs_exist_ok=True)
         self.port = _free_port()

@@ -16,6 +16,7 @@ import pytest
 
 if TYPE_CHECKING:
     from harness.server import ComfyServer
+    from harness.ui_workflow import ExampleRuns
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -87,6 +88,16 @@ def comfy_server(session_dir: Path, tiny_models: dict[str, Path]) -> Iterator[Co
     test_nodes = REPO / "tests" / "harness_test_nodes"
     with ComfyServer(session_dir / "server", session_dir / "comfy" / "models", extra_node_packs=[test_nodes]) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def example_runs(comfy_server: ComfyServer) -> ExampleRuns:
+    """``example_runs["<workflow stem>"]``: the example workflow's run on ``comfy_server`` at the stand-ins' scale,
+    queued on the first request and shared by every later one; ``example_runs.prompt(stem)`` is a fresh, unshrunk API
+    prompt of it, for a test that changes an input and queues it itself."""
+    from harness.ui_workflow import ExampleRuns
+
+    return ExampleRuns(comfy_server)
 
 
 @pytest.fixture(scope="session")
