@@ -19,6 +19,7 @@ from ...core.deltaedit.delta_edit import DeltaEditModel, apply_delta, predict_de
 from ...core.deltaedit.delta_relevance import DEFAULT_RELATIVE_THRESHOLD, DEFAULT_THRESHOLD, relevant_channels
 from ...core.deltaedit.joint_clip import load_joint_clip
 from ..common.comfy_node_api import io
+from ..common.listed_model_file import listed_model_file
 from ..common.model_folders import CLIP_JOINT, model_path
 from ..common.node_text import show_on_node
 from ..common.socket_types import DeltaDirectionType, DeltaMapperType, JointClip
@@ -50,6 +51,12 @@ class JointCLIPLoader(io.ComfyNode):
             ],
             outputs=[JointClip.Output(display_name="JOINT_CLIP", tooltip="The joint text–image CLIP.")],
         )
+
+    @classmethod
+    def validate_inputs(cls, clip_name: str) -> bool | str:
+        import folder_paths
+
+        return listed_model_file(clip_name, folder_paths.get_filename_list(CLIP_JOINT), CLIP_JOINT)
 
     @classmethod
     def execute(cls, clip_name: str) -> io.NodeOutput:

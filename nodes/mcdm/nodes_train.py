@@ -47,6 +47,7 @@ from ...core.mcdm.adapter import build_adapter, strip_module_prefix
 from ...core.mcdm.pairs_folder import PairsData, PairsFolderError, load_pairs
 from ...core.mcdm.training import MCDMTraining, NullConditions, TrainingOptions, TrainingSet
 from ..common.comfy_node_api import io
+from ..common.listed_model_file import listed_model_file
 from ..common.loss_curve_preview import PREVIEW_SIZE, PREVIEWS, loss_curve
 from ..common.model_folders import next_free_path, register_model_folder
 from ..common.socket_types import JointClip, MCDMType
@@ -333,6 +334,10 @@ class MCDMLoader(io.ComfyNode):
                 ),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, mcdm_name: str) -> bool | str:
+        return listed_model_file(mcdm_name, list_mcdm_entries(), MCDM_FOLDER)
 
     @classmethod
     def execute(cls, mcdm_name: str, joint_clip: Any = None, clip_vision: Any = None) -> io.NodeOutput:

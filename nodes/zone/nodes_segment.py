@@ -24,6 +24,7 @@ from ...core.zone.region_iou import NO_OVERLAP_POLICIES, SELECTION_MODES, select
 from ...core.zone.sam_architecture import sam_from_state_dict
 from ...core.zone.sam_everything import SORT_KEYS, EverythingSettings, segment_everything
 from ..common.comfy_node_api import io
+from ..common.listed_model_file import listed_model_file
 from ..common.model_folders import model_path
 from ..common.socket_types import SamModelType
 from .sam_model import SAMS, SamModel, on_compute_device, sam_module
@@ -76,6 +77,12 @@ class SAMLoader(io.ComfyNode):
                 ),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, sam_name: str) -> bool | str:
+        import folder_paths
+
+        return listed_model_file(sam_name, folder_paths.get_filename_list(SAMS), SAMS)
 
     @classmethod
     def execute(cls, sam_name: str) -> io.NodeOutput:
