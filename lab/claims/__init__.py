@@ -1,0 +1,1 @@
+"""One module per measured claim; each returns the numbers its test and the report print."""
