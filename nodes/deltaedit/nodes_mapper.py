@@ -6,7 +6,6 @@ PreciseEdit_DeltaMapperLoader: a trained Delta Mapper from models/delta_mappers.
 """
 
 import comfy.model_management
-import comfy.utils
 import torch
 
 from ...core.deltaedit.delta_edit import DeltaEditModel
@@ -15,9 +14,9 @@ from ...core.deltaedit.delta_relevance import estimate_relevance
 from ...core.deltaedit.delta_training import DEFAULT_BATCH_SIZE, DEFAULT_LEARNING_RATE, code_scale, train_delta_mapper
 from ...core.deltaedit.mapper_file import load_delta_edit_model, save_delta_edit_model
 from ..common.comfy_node_api import io
-from ..common.loss_curve_preview import PREVIEW_SIZE, PREVIEWS, loss_curve
 from ..common.model_folders import DELTA_MAPPERS, model_path, next_free_path
 from ..common.socket_types import DeltaMapperType, JointClip
+from ..common.trainer_progress import TrainerProgress
 from .delta_training_data import clip_vision_fingerprint, folder_signature, training_embeddings
 from .joint_clip_model import JointClipModel
 
@@ -102,24 +101,14 @@ class DeltaMapperTrainer(io.ComfyNode):
     ) -> io.NodeOutput:
         path = next_free_path(DELTA_MAPPERS, filename_prefix)
         data = training_embeddings(joint_clip, clip_vision, folder, images)
-        progress = comfy.utils.ProgressBar(steps)
-        losses: list[float] = []
-        preview_every = max(1, steps // PREVIEWS)
-
-        def on_step(step: int, loss: float) -> None:
-            losses.append(loss)
-            preview = None
-            if step % preview_every == 0 or step == steps:
-                preview = ("JPEG", loss_curve(losses, steps), max(PREVIEW_SIZE))
-            progress.update_absolute(step, steps, preview)
-
+        progress = TrainerProgress(steps)
         device = comfy.model_management.get_torch_device()
         with torch.inference_mode(False), torch.enable_grad():
             codes, clip = data.codes.clone(), data.clip.clone()
             config = DeltaMapperConfig.for_target(codes.shape[1], clip.shape[1])
             mapper = DeltaMapper(config, generator=torch.Generator().manual_seed(seed)).to(device)
             scale = code_scale(codes)
-            train_delta_mapper(mapper, codes, clip, steps, batch_size, learning_rate, seed, scale, on_step)
+            train_delta_mapper(mapper, codes, clip, steps, batch_size, learning_rate, seed, scale, progress.record)
             mapper = mapper.cpu()
             relevance = estimate_relevance(codes, clip)
         model = DeltaEditModel(
@@ -135,11 +124,11 @@ class DeltaMapperTrainer(io.ComfyNode):
                 "learning_rate": learning_rate,
                 "seed": seed,
                 "joint_clip": joint_clip.name,
-                "final_loss": losses[-1],
+                "final_loss": progress.final_loss,
             },
         )
         save_delta_edit_model(model, path)
-        return io.NodeOutput(model, {"loss": losses})
+        return io.NodeOutput(model, progress.loss_map())
 
 
 class DeltaMapperLoader(io.ComfyNode):

@@ -48,9 +48,9 @@ from ...core.mcdm.pairs_folder import PairsData, PairsFolderError, load_pairs
 from ...core.mcdm.training import MCDMTraining, NullConditions, TrainingOptions, TrainingSet
 from ..common.comfy_node_api import io
 from ..common.listed_model_file import listed_model_file
-from ..common.loss_curve_preview import PREVIEW_SIZE, PREVIEWS, loss_curve
 from ..common.model_folders import next_free_path, register_model_folder
 from ..common.socket_types import JointClip, MCDMType
+from ..common.trainer_progress import TrainerProgress
 from .conditioning import TEXT_TOKENS
 from .model_file import (
     CONCAT_CHANNELS,
@@ -620,7 +620,6 @@ class MCDMTrainer(io.ComfyNode):
         device = comfy.model_management.get_torch_device()
         options = TrainingOptions(batch_size=batch_size, learning_rate=learning_rate)
         record = {"pairs": len(data.prompts), "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed}
-        losses: list[float] = []
 
         with torch.inference_mode(False), torch.enable_grad():
             base = mcdm_from_base_model(model, name=final_path.name, seed=seed)
@@ -656,35 +655,25 @@ class MCDMTrainer(io.ComfyNode):
             )
             if resume is not None:
                 load_resume(resume, training, unet, adapter, len(data.prompts))
-            progress = comfy.utils.ProgressBar(steps)
-            preview_every = max(1, steps // PREVIEWS)
 
             def checkpoint() -> None:
                 path = checkpoint_stem.parent / f"{checkpoint_stem.name}_step_{training.step_count:07d}.safetensors"
                 save_checkpoint(base, training, adapter, path, record)
 
+            progress = TrainerProgress(steps, on_interrupt=checkpoint)
             with checkpointed(unet, gradient_checkpointing):
                 unet.train()
                 while training.step_count < steps:
-                    try:
-                        comfy.model_management.throw_exception_if_processing_interrupted()
-                    except comfy.model_management.InterruptProcessingException:
-                        if training.step_count > 0:
-                            checkpoint()
-                        raise
-                    losses.append(training.step())
+                    loss = training.step()
                     step = training.step_count
                     if checkpoint_every and step % checkpoint_every == 0:
                         checkpoint()
-                    preview = None
-                    if step % preview_every == 0 or step == steps:
-                        preview = ("JPEG", loss_curve(losses, steps), max(PREVIEW_SIZE))
-                    progress.update_absolute(step, steps, preview)
+                    progress.record(step, loss)
             unet.eval()
             result = trained_mcdm(base, unet, adapter, final_path.name).with_vision(base.vision)
-            final_record = {**record, "step": training.step_count, "final_loss": losses[-1] if losses else None}
+            final_record = {**record, "step": training.step_count, "final_loss": progress.final_loss}
             save_trained(base, adapter, final_path, final_record)
-        return io.NodeOutput(result, {"loss": losses})
+        return io.NodeOutput(result, progress.loss_map())
 
 
 def resolve_folder() -> str:

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import comfy.conds
-import comfy.model_management
 import comfy.samplers
 import torch
 from comfy.clip_model import CLIPLayer
@@ -381,6 +380,9 @@ def train_identity(
 ) -> TrainingResult:
     """Run the fine-tuning; must be called under ``torch.inference_mode(False)``. Nothing of the inputs changes.
 
+    ``on_step`` sees each step's report as it ends; Cancel stops the run by raising from it (the node's
+    TrainerProgress checks ComfyUI's interrupt flag there).
+
     ``probe``: an AttentionStore that records, at every step, the first subject's (the identity's) cross-attention
     probabilities after spatial control (all layers), for checking A*_[I] = A_[I] ⊙ M_obj; ``on_step`` sees it
     filled with that step's maps.
@@ -510,7 +512,6 @@ def train_identity(
         clean = {s.placeholder: guider.inner_model.process_latent_in(s.latents.to(device)) for s in subjects}
         fixed_prompt: dict[str, torch.Tensor] = {}
         for step in range(1, settings.steps + 1):
-            comfy.model_management.throw_exception_if_processing_interrupted()
             if probe is not None:
                 probe.reset()
             total = torch.zeros((), device=device)

@@ -16,8 +16,6 @@ PreciseEdit_IdentityPrompt: write a prompt with an identity's placeholders as te
 import math
 
 import comfy.sd
-import comfy.utils
-import numpy as np
 import torch
 from comfy.model_patcher import ModelPatcher
 from comfy.sd import CLIP
@@ -34,10 +32,10 @@ from ..attention.cross_attention_patch import (
 )
 from ..attention.prompt_tokens import clip_tokenizer, locate_words
 from ..common.comfy_node_api import io
-from ..common.loss_curve_preview import PREVIEW_SIZE, PREVIEWS, loss_curve
 from ..common.mask_input import spatial_mask_batch
 from ..common.save_names import name_parts
 from ..common.socket_types import IdentityType, SemanticControlType, SpatialControlType
+from ..common.trainer_progress import TrainerProgress
 from .embedding_file import LORAS, check_name, free_stem, save_embedding, save_folder
 from .identity import Identity, IdentityToken
 from .identity_training import (
@@ -105,11 +103,6 @@ def make_subject(
 
 def learning_rate_input(name: str, default: float, what: str) -> io.Float.Input:
     return io.Float.Input(name, default=default, min=0.0, max=1.0, step=1e-6, tooltip=f"Adam learning rate of {what}.")
-
-
-def curve_image(losses: list[float], steps: int) -> torch.Tensor:
-    picture = loss_curve(losses, steps) if losses else loss_curve([0.0], 1)
-    return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None]
 
 
 class IdentityTokenTrainer(io.ComfyNode):
@@ -270,16 +263,10 @@ class IdentityTokenTrainer(io.ComfyNode):
             seed,
             learning_rate_schedule,
         )
-        progress = comfy.utils.ProgressBar(steps)
-        losses: list[float] = []
-        preview_every = max(1, steps // PREVIEWS)
+        progress = TrainerProgress(steps)
 
         def on_step(report: StepReport) -> None:
-            losses.append(report.loss)
-            preview = None
-            if report.step % preview_every == 0 or report.step == steps:
-                preview = ("JPEG", loss_curve(losses, steps), max(PREVIEW_SIZE))
-            progress.update_absolute(report.step, steps, preview)
+            progress.record(report.step, report.loss)
 
         with torch.inference_mode(False), torch.enable_grad():
             result = train_identity(model, clip, subjects, settings, semantic_control, spatial_control, on_step)
@@ -320,7 +307,7 @@ class IdentityTokenTrainer(io.ComfyNode):
         )
         identity = Identity(tokens, prompt, f"{stem}.safetensors", result.lora, metadata)
         trained_model, trained_clip = comfy.sd.load_lora_for_models(model, clip, result.lora, 1.0, 1.0)
-        return io.NodeOutput(trained_model, trained_clip, identity, curve_image(losses, steps))
+        return io.NodeOutput(trained_model, trained_clip, identity, progress.curve_image())
 
 
 PAPER_WEIGHT = 0.1

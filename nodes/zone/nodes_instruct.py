@@ -50,8 +50,8 @@ from ...core.zone.fused_guidance import fuse_predictions
 from ...core.zone.instruction_rules import classify_instruction
 from ...core.zone.ip2p_guidance import instruct_pix2pix_guidance
 from ..common.comfy_node_api import io
-from ..common.loss_curve_preview import PREVIEW_SIZE, PREVIEWS, loss_curve
 from ..common.model_folders import model_path, named_path, register_model_folder
+from ..common.trainer_progress import TrainerProgress
 from .action_classifier_text import instruction_states, instruction_states_up_to_eos
 from .ip2p_model import require_instruct_pix2pix
 
@@ -333,25 +333,14 @@ class ActionClassifierTrainer(io.ComfyNode):
         texts, labels = read_instructions(source)
         train, held_out = held_out_split(labels, held_out_fraction, seed)
         states, _ = instruction_states_up_to_eos(clip, texts)
-        progress = comfy.utils.ProgressBar(steps)
-        losses: list[float] = []
-        preview_every = max(1, steps // PREVIEWS)
-
-        def on_step(step: int, loss: float) -> None:
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            losses.append(loss)
-            preview = None
-            if step % preview_every == 0 or step == steps:
-                preview = ("JPEG", loss_curve(losses, steps), max(PREVIEW_SIZE))
-            progress.update_absolute(step, steps, preview)
-
+        progress = TrainerProgress(steps)
         device = comfy.model_management.get_torch_device()
         with torch.inference_mode(False), torch.enable_grad():
             stack, lengths = padded([state.clone() for state in states])
             stack, targets = stack.to(device), torch.tensor(labels)
             fit = torch.tensor(train)
             mlp = train_action_mlp(
-                stack[fit], lengths[fit], targets[fit], steps, learning_rate, batch_size, seed, on_step=on_step
+                stack[fit], lengths[fit], targets[fit], steps, learning_rate, batch_size, seed, on_step=progress.record
             )
             held = torch.tensor(held_out, dtype=torch.long)
             train_accuracy = accuracy(mlp, stack[fit], lengths[fit], targets[fit])
@@ -363,7 +352,7 @@ class ActionClassifierTrainer(io.ComfyNode):
             "held_out": len(held_out),
             "train_accuracy": round(train_accuracy, 4),
             "held_out_accuracy": round(held_accuracy, 4),
-            "final_loss": round(losses[-1], 6),
+            "final_loss": round(progress.final_loss, 6),
             "steps": steps,
             "batch_size": batch_size,
             "learning_rate": learning_rate,
@@ -372,7 +361,7 @@ class ActionClassifierTrainer(io.ComfyNode):
             "labels": list(ACTIONS),
         }
         save_safetensors_atomically(tensors, path, {METADATA_KEY: json.dumps(report), "format": "pt"})
-        return io.NodeOutput(path.name, held_accuracy, json.dumps(report), {"loss": losses})
+        return io.NodeOutput(path.name, held_accuracy, json.dumps(report), progress.loss_map())
 
 
 MAGICBRUSH_KEY = "precise_edit.magicbrush"
