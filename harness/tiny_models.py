@@ -371,6 +371,26 @@ def build_cell_vae(path: Path) -> None:
     _save(cell_vae().state_dict(), path)
 
 
+def pickled(source: str) -> Callable[[Path], None]:
+    """A builder writing the tiny model ``source`` as a ``torch.save`` checkpoint (``{"state_dict": ...}``), for
+    stand-ins of files published only as .ckpt (ComfyUI reads a file by its suffix)."""
+
+    def build(path: Path) -> None:
+        from safetensors.torch import load_file
+
+        tensors = load_file(_cached(source, path.parent))
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        try:
+            torch.save({"state_dict": tensors}, tmp)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    return build
+
+
 TINY_MODELS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "tiny-sd15.safetensors": ("checkpoints", build_sd15),
     "tiny-ip2p.safetensors": ("checkpoints", build_ip2p),
@@ -382,6 +402,8 @@ TINY_MODELS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "tiny-clip-vit-b32.safetensors": ("clip_joint", build_clip_vit_b32),
     "tiny-magicbrush-unet.safetensors": ("diffusion_models", build_magicbrush_unet),
     "tiny-cell-vae.safetensors": ("vae", build_cell_vae),
+    "tiny-sd21-unclip-l.ckpt": ("checkpoints", pickled("tiny-sd21-unclip-l.safetensors")),
+    "tiny-magicbrush-unet.ckpt": ("diffusion_models", pickled("tiny-magicbrush-unet.safetensors")),
 }
 
 STAND_INS: dict[str, str] = {
@@ -394,6 +416,9 @@ STAND_INS: dict[str, str] = {
     "clip-vit-base-patch32.safetensors": "tiny-clip-vit-b32.safetensors",
     "MagicBrush-epoch-52-step-4999.safetensors": "tiny-magicbrush-unet.safetensors",
     "sam_vit_h_4b8939.pth": "tiny-sam.pth",
+    # the example workflows name the files as published (Hugging Face has them only as .ckpt)
+    "sd21-unclip-l.ckpt": "tiny-sd21-unclip-l.ckpt",
+    "MagicBrush-epoch-52-step-4999.ckpt": "tiny-magicbrush-unet.ckpt",
 }
 
 
