@@ -12,6 +12,9 @@ Index (equation → function):
   diffusion_loss.predicted_noise)
 - L_semantic = ‖Proj_{e_P}(e_[I])‖ = |cos(e_P, e_[I])|; L = L_recons + λ L_semantic, λ = 0.1
                                              → orthogonality_loss.semantic_loss (orthogonality_loss.absolute_cosine)
+- one fine-tuning step L = Σ_s L_recons,s + λ |cos(e_P, e_[s])| over the subjects [I] (and [A])
+                                             → identity_objective.identity_step_loss (its draw of x₀, t, ε:
+  identity_objective.draw_noised_latent)
 - spatial control A*_[I] = A_[I] ⊙ M_obj     → core/attention: token_mask.mask_token_probabilities
 - M_obj = 1[Ā / max Ā ≥ τ] from the noun's cross-attention (τ = 0.3) → identity_mask.attention_object_mask
 - DDIM inversion, x' = x + (σ' − σ) ε̂      → ddim_inversion.ddim_invert (ddim_inversion.ddim_step,
@@ -29,6 +32,7 @@ Index (equation → function):
 Modules:
 - diffusion_loss.py — DreamBooth-style ε-prediction loss L_recons in σ-space.
 - orthogonality_loss.py — S2Edit's semantic control |cos(e_P, e_[I])| weighted by λ.
+- identity_objective.py — one identity fine-tuning step: the draw, ε_θ's reconstruction and the λ term, summed.
 - identity_mask.py — the automatic object mask M_obj from the subject noun's cross-attention.
 - ddim_inversion.py — deterministic DDIM sampling and inversion in ComfyUI's σ-parameterisation.
 - null_text_inversion.py — null-text optimisation and guided DDIM sampling from the inverted latent.

@@ -3,11 +3,13 @@
 For each subject (the identity [I] and, for compositional editing, an attribute [A]) with clean latents x₀, an
 enhanced prompt P̃ ("a photo of a [I] lady with glasses") and optionally an object mask M_obj, one step minimises
 
-    L = Σ_subjects  ‖ε − ε_θ(x₀ + σ_t ε, t, τ_θ(P̃))‖²  +  λ |cos(e_P, e_[I])|,
+    L = Σ_subjects  ‖ε − ε_θ(x₀ + σ_t ε, t, τ_θ(P̃))‖²  +  λ |cos(e_P, e_[I])|
 
-over the placeholder's input embedding, a LoRA of the UNet's attention projections and, optionally, a LoRA of the
-text encoder's attention projections. Spatial control multiplies the placeholder's cross-attention probabilities
-by M_obj in every cross-attention layer (``TokenMask``), A*_[I] = A_[I] ⊙ M_obj, at every training step.
+(``core.s2edit.identity_objective``, which draws each step's x₀, t, ε and sums the terms) over the placeholder's
+input embedding, a LoRA of the UNet's attention projections and, optionally, a LoRA of the text encoder's attention
+projections. This module supplies its inputs from ComfyUI's MODEL and CLIP: ε_θ, e_P and e_[I]. Spatial control
+multiplies the placeholder's cross-attention probabilities by M_obj in every cross-attention layer (``TokenMask``),
+A*_[I] = A_[I] ⊙ M_obj, at every training step.
 
 How gradients get through ComfyUI's models without copying them: the UNet runs under ``differentiable_weights``;
 the text encoder's parameters are swapped for storage aliases while it encodes (the same trick); the LoRA factors
@@ -35,9 +37,9 @@ from comfy.sd import CLIP
 from comfy.weight_adapter.lora import LoRAAdapter
 
 from ...core.attention.attention_store import AttentionStore
-from ...core.s2edit.diffusion_loss import epsilon_loss, noisy_sample, predicted_noise
+from ...core.s2edit.diffusion_loss import noisy_sample, predicted_noise
 from ...core.s2edit.identity_mask import attention_object_mask
-from ...core.s2edit.orthogonality_loss import absolute_cosine
+from ...core.s2edit.identity_objective import PredictNoise, SubjectTerm, draw_noised_latent, identity_step_loss
 from ..attention.cross_attention_patch import (
     COND_TAGS_KEY,
     AttentionCapture,
@@ -511,43 +513,45 @@ def train_identity(
         device = latent.device
         clean = {s.placeholder: guider.inner_model.process_latent_in(s.latents.to(device)) for s in subjects}
         fixed_prompt: dict[str, torch.Tensor] = {}
+
+        def noise_predictor(cond: dict) -> PredictNoise:
+            """ε_θ(·, ·, c) through ComfyUI's model call, which returns x̂₀."""
+
+            def predict_noise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+                denoised = comfy.samplers.calc_cond_batch(guider.inner_model, [[cond]], x, sigma, model_options)[0]
+                return predicted_noise(x, denoised, sigma)
+
+            return predict_noise
+
+        def subject_term(index: int, s: Subject) -> SubjectTerm:
+            """The subject's draw, ε_θ under its enhanced prompt (encoded with gradients), e_P and e_[I]."""
+            cond, pooled = encode_with_grad(trained_clip, tokenizer.tokenize(texts[s.placeholder]))
+            sample = draw_noised_latent(clean[s.placeholder], sampling.sigmas, generator)
+            positive = guider.conds["positive"][index]
+            cond_k = with_text_encoding(guider.inner_model, positive, cond.to(device), pooled, sample.clean)
+            if semantic is not None and semantic.vectors == VECTORS_INPUT:
+                token_vector = torch.cat([vectors[s.embedding_name][k][0] for k in keys]).to(cond)
+            else:
+                token_vector = cond[0, placeholder_positions[s.placeholder].all_positions[0]]
+            return SubjectTerm(
+                sample=sample,
+                predict_noise=noise_predictor(cond_k),
+                prompt_embedding=prompt_embedding(s.placeholder, fixed_prompt),
+                token_embedding=token_vector,
+            )
+
+        weight = semantic.weight if semantic is not None else 0.0
         for step in range(1, settings.steps + 1):
+            comfy.model_management.throw_exception_if_processing_interrupted()
             if probe is not None:
                 probe.reset()
-            total = torch.zeros((), device=device)
-            reconstruction = 0.0
-            cosines = {}
-            for index, s in enumerate(subjects):
-                tokens = tokenizer.tokenize(texts[s.placeholder])
-                cond, pooled = encode_with_grad(trained_clip, tokens)
-                pick = int(torch.randint(clean[s.placeholder].shape[0], (1,), generator=generator))
-                x0 = clean[s.placeholder][pick : pick + 1]
-                t = int(torch.randint(len(sampling.sigmas), (1,), generator=generator))
-                sigma = sampling.sigmas[t].clone().to(device).reshape(1)
-                noise = torch.randn(x0.shape, generator=generator).to(x0)
-                x = noisy_sample(x0, noise, sigma)
-                cond_k = with_text_encoding(
-                    guider.inner_model, guider.conds["positive"][index], cond.to(device), pooled, x0
-                )
-                denoised = comfy.samplers.calc_cond_batch(guider.inner_model, [[cond_k]], x, sigma, model_options)[0]
-                loss = epsilon_loss(predicted_noise(x, denoised, sigma), noise)
-                reconstruction += float(loss.detach())
-                position = placeholder_positions[s.placeholder].all_positions[0]
-                if semantic is not None and semantic.vectors == VECTORS_INPUT:
-                    token_vector = torch.cat([vectors[s.embedding_name][k][0] for k in keys]).to(cond)
-                else:
-                    token_vector = cond[0, position]
-                prompt_vector = prompt_embedding(s.placeholder, fixed_prompt)
-                cosine = absolute_cosine(prompt_vector, token_vector)
-                cosines[s.placeholder] = float(cosine.detach())
-                if semantic is not None and semantic.weight > 0:
-                    loss = loss + semantic.weight * cosine
-                total = total + loss.to(device)
+            loss = identity_step_loss([subject_term(index, s) for index, s in enumerate(subjects)], weight)
             optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            loss.total.backward()
             optimizer.step()
             scheduler.step()
-            report = StepReport(step, float(total.detach()), reconstruction, cosines)
+            cosines = dict(zip((s.placeholder for s in subjects), loss.cosines, strict=True))
+            report = StepReport(step, float(loss.total.detach()), loss.reconstruction, cosines)
             reports.append(report)
             on_step(report)
         with torch.no_grad():
@@ -567,9 +571,7 @@ def train_identity(
                 None if pooled is None else pooled.to(device),
                 x0,
             )
-            x = noisy_sample(x0, noise, sigma)
-            denoised = comfy.samplers.calc_cond_batch(guider.inner_model, [[cond_k]], x, sigma, model_options)[0]
-            result.reference_epsilon = predicted_noise(x, denoised, sigma).cpu()
+            result.reference_epsilon = noise_predictor(cond_k)(noisy_sample(x0, noise, sigma), sigma).cpu()
         return latent
 
     first_latent = subjects[0].latents
