@@ -62,7 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     positive = clip.encode_from_tokens_scheduled(clip.tokenize("a photo of a lady with glasses"))
     mask = torch.zeros(1, args.image, args.image)
     mask[:, :, : args.image // 2] = 1.0
-    subject = Subject("[I]", "pe_bench", PROMPT, "lady", latent, (args.image, args.image), mask)
+    subject = Subject(
+        placeholder="[I]",
+        embedding_name="pe_bench",
+        prompt=PROMPT,
+        noun="lady",
+        latents=latent,
+        image_size=(args.image, args.image),
+        mask=mask,
+    )
 
     def timed(run) -> list[float]:
         stamps: list[float] = []
@@ -97,16 +105,24 @@ def main(argv: list[str] | None = None) -> int:
     def ours(semantic, spatial, text_encoder: bool):
         def run() -> None:
             progress = comfy.utils.ProgressBar(args.steps)
-            settings = TrainingSettings(args.steps, 5e-4, 1e-4, 5e-5, RANK, text_encoder, 0)
+            settings = TrainingSettings(
+                steps=args.steps,
+                token_lr=5e-4,
+                unet_lr=1e-4,
+                text_encoder_lr=5e-5,
+                rank=RANK,
+                train_text_encoder=text_encoder,
+                seed=0,
+            )
             with torch.inference_mode(False), torch.enable_grad():
                 train_identity(
                     model,
                     clip,
                     [subject],
                     settings,
-                    semantic,
-                    spatial,
-                    lambda report: progress.update_absolute(report.step, args.steps),
+                    semantic=semantic,
+                    spatial=spatial,
+                    on_step=lambda report: progress.update_absolute(report.step, args.steps),
                 )
 
         return run

@@ -87,7 +87,7 @@ class SpatialControl:
     threshold: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Subject:
     """One image set to learn a placeholder from: latents ``[B, C, h, w]`` (ComfyUI convention), the prompt with
     the placeholder, the noun that names the subject, an optional ``[1, H, W]`` mask at image size."""
@@ -101,7 +101,7 @@ class Subject:
     mask: torch.Tensor | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainingSettings:
     steps: int
     token_lr: float
@@ -246,7 +246,12 @@ def encode_with_grad(clip: CLIP, tokens: dict) -> tuple[torch.Tensor, torch.Tens
 
 
 def with_text_encoding(
-    model: torch.nn.Module, cond: dict, cross_attention: torch.Tensor, pooled: torch.Tensor | None, latent: torch.Tensor
+    model: torch.nn.Module,
+    cond: dict,
+    *,
+    cross_attention: torch.Tensor,
+    pooled: torch.Tensor | None,
+    latent: torch.Tensor,
 ) -> dict:
     """A processed cond carrying a new text encoding, as CLIP Text Encode and sampling would build it: the
     cross-attention context, and on models with an ADM vector ``y`` (SDXL) ``y`` re-encoded from the new pooled
@@ -264,7 +269,7 @@ def with_text_encoding(
 
 
 def add_lora_adapters(
-    patcher: ModelPatcher, root: torch.nn.Module, targets: tuple[str, ...], rank: int, namer: Callable[[str], str]
+    patcher: ModelPatcher, root: torch.nn.Module, *, targets: tuple[str, ...], rank: int, namer: Callable[[str], str]
 ) -> dict[str, torch.nn.Module]:
     """Trainable LoRA adapters (ComfyUI's ``LoraDiff``, α = r so the update is up @ down) as weight wrappers on
     every module of ``root`` whose name ends with one of ``targets``; returns ``{file name: adapter}``."""
@@ -327,6 +332,7 @@ def object_masks(
     clip: CLIP,
     subjects: list[Subject],
     tokenizer: PlaceholderTokenizer,
+    *,
     threshold: float,
     seed: int,
 ) -> dict[str, torch.Tensor]:
@@ -375,6 +381,7 @@ def train_identity(
     clip: CLIP,
     subjects: list[Subject],
     settings: TrainingSettings,
+    *,
     semantic: SemanticControl | None,
     spatial: SpatialControl | None,
     on_step: Callable[[StepReport], None],
@@ -411,7 +418,7 @@ def train_identity(
 
     masks: dict[str, torch.Tensor | None] = {s.placeholder: s.mask for s in subjects}
     if spatial is not None:
-        masks.update(object_masks(model, clip, subjects, tokenizer, spatial.threshold, settings.seed))
+        masks.update(object_masks(model, clip, subjects, tokenizer, threshold=spatial.threshold, seed=settings.seed))
 
     trained_model = with_differentiable_weights(model)
     trained_clip = clip.clone()
@@ -419,16 +426,20 @@ def train_identity(
     with torch.random.fork_rng():  # the LoRA initialisation follows the seed, not the global generator
         torch.manual_seed(settings.seed)
         unet_adapters = add_lora_adapters(
-            trained_model, trained_model.model, UNET_TARGETS, settings.rank, lambda n: unet_lora_name(n, names)
+            trained_model,
+            trained_model.model,
+            targets=UNET_TARGETS,
+            rank=settings.rank,
+            namer=lambda n: unet_lora_name(n, names),
         )
         text_adapters = {}
         if settings.train_text_encoder:
             text_adapters = add_lora_adapters(
                 trained_clip.patcher,
                 trained_clip.cond_stage_model,
-                TEXT_TARGETS,
-                settings.rank,
-                lambda n: text_encoder_lora_name(n, keys),
+                targets=TEXT_TARGETS,
+                rank=settings.rank,
+                namer=lambda n: text_encoder_lora_name(n, keys),
             )
 
     tags = {s.placeholder: uuid.uuid4().hex for s in subjects}
@@ -528,7 +539,9 @@ def train_identity(
             cond, pooled = encode_with_grad(trained_clip, tokenizer.tokenize(texts[s.placeholder]))
             sample = draw_noised_latent(clean[s.placeholder], sampling.sigmas, generator)
             positive = guider.conds["positive"][index]
-            cond_k = with_text_encoding(guider.inner_model, positive, cond.to(device), pooled, sample.clean)
+            cond_k = with_text_encoding(
+                guider.inner_model, positive, cross_attention=cond.to(device), pooled=pooled, latent=sample.clean
+            )
             if semantic is not None and semantic.vectors == VECTORS_INPUT:
                 token_vector = torch.cat([vectors[s.embedding_name][k][0] for k in keys]).to(cond)
             else:
@@ -567,9 +580,9 @@ def train_identity(
             cond_k = with_text_encoding(
                 guider.inner_model,
                 guider.conds["positive"][0],
-                result.conditioning[first.placeholder].to(device),
-                None if pooled is None else pooled.to(device),
-                x0,
+                cross_attention=result.conditioning[first.placeholder].to(device),
+                pooled=None if pooled is None else pooled.to(device),
+                latent=x0,
             )
             result.reference_epsilon = noise_predictor(cond_k)(noisy_sample(x0, noise, sigma), sigma).cpu()
         return latent

@@ -343,14 +343,14 @@ class PromptToPromptEdit(io.ComfyNode):
             source_text,
             target_text,
             inversion.schedule.steps,
-            controller,
-            cross_replace,
-            word_cross_replace,
-            self_replace,
-            word_weights,
-            blend_words,
-            blend_threshold,
-            identity,
+            controller=controller,
+            cross_replace=cross_replace,
+            word_cross_replace=word_cross_replace,
+            self_replace=self_replace,
+            word_weights=word_weights,
+            blend_words=blend_words,
+            blend_threshold=blend_threshold,
+            identity=identity,
         )
         check_plan_fits_inversion(plan, inversion, source_text)
         samples, mask = replay(model, plan, inversion)

@@ -80,7 +80,7 @@ def subject_mask(mask: torch.Tensor | None, image: torch.Tensor, name: str) -> t
 
 
 def make_subject(
-    vae, image: torch.Tensor, prompt: str, noun: str, mask, placeholder: str, embedding_name: str, label: str
+    vae, image: torch.Tensor, *, prompt: str, noun: str, mask, placeholder: str, embedding_name: str, label: str
 ) -> Subject:
     if placeholder not in prompt:
         raise ValueError(
@@ -91,13 +91,13 @@ def make_subject(
         raise ValueError(f"{label}subject: give the noun of the prompt that names the subject (e.g. 'lady')")
     checked = subject_mask(mask, image, f"{label}mask")
     return Subject(
-        placeholder,
-        embedding_name,
-        prompt,
-        noun.strip(),
-        encode_images(vae, image, f"{label}image"),
-        (int(image.shape[1]), int(image.shape[2])),
-        checked,
+        placeholder=placeholder,
+        embedding_name=embedding_name,
+        prompt=prompt,
+        noun=noun.strip(),
+        latents=encode_images(vae, image, f"{label}image"),
+        image_size=(int(image.shape[1]), int(image.shape[2])),
+        mask=checked,
     )
 
 
@@ -237,31 +237,42 @@ class IdentityTokenTrainer(io.ComfyNode):
         stem = free_stem(check_name(name))
         if mask is None and spatial_control is not None:
             mask = spatial_control.mask
-        subjects = [make_subject(vae, image, prompt, subject, mask, IDENTITY, stem, "")]
+        subjects = [
+            make_subject(
+                vae,
+                image,
+                prompt=prompt,
+                noun=subject,
+                mask=mask,
+                placeholder=IDENTITY,
+                embedding_name=stem,
+                label="",
+            )
+        ]
         if reference_image is not None:
             subjects.append(
                 make_subject(
                     vae,
                     reference_image,
-                    reference_prompt,
-                    reference_subject,
-                    reference_mask,
-                    ATTRIBUTE,
-                    f"{stem}_A",
-                    "reference_",
+                    prompt=reference_prompt,
+                    noun=reference_subject,
+                    mask=reference_mask,
+                    placeholder=ATTRIBUTE,
+                    embedding_name=f"{stem}_A",
+                    label="reference_",
                 )
             )
         elif reference_mask is not None:
             raise ValueError("reference_mask: connect reference_image too (compositional editing needs both)")
         settings = TrainingSettings(
-            steps,
-            token_learning_rate,
-            unet_learning_rate,
-            text_encoder_learning_rate,
-            rank,
-            train_text_encoder,
-            seed,
-            learning_rate_schedule,
+            steps=steps,
+            token_lr=token_learning_rate,
+            unet_lr=unet_learning_rate,
+            text_encoder_lr=text_encoder_learning_rate,
+            rank=rank,
+            train_text_encoder=train_text_encoder,
+            seed=seed,
+            schedule=learning_rate_schedule,
         )
         progress = TrainerProgress(steps)
 
@@ -269,7 +280,9 @@ class IdentityTokenTrainer(io.ComfyNode):
             progress.record(report.step, report.loss)
 
         with torch.inference_mode(False), torch.enable_grad():
-            result = train_identity(model, clip, subjects, settings, semantic_control, spatial_control, on_step)
+            result = train_identity(
+                model, clip, subjects, settings, semantic=semantic_control, spatial=spatial_control, on_step=on_step
+            )
 
         last = result.reports[-1]
         metadata = {

@@ -115,7 +115,7 @@ def _find_word(clip, text: str, word: str) -> tuple[list[int], str]:
 
 
 def _blend_plan(
-    clip, source: PromptTokens, target: PromptTokens, words: str, threshold: float, steps: int
+    clip, source: PromptTokens, target: PromptTokens, *, words: str, threshold: float, steps: int
 ) -> LocalBlendPlan | None:
     """Blend words are looked up in both prompts ("cat, tiger" for cat → tiger); each must be in one at least."""
     if not words.strip():
@@ -141,6 +141,7 @@ def plan_edit(
     source_text: str,
     target_text: str,
     steps: int,
+    *,
     controller: str,
     cross_replace: float,
     word_cross_replace: str,
@@ -168,7 +169,7 @@ def plan_edit(
         steps, target.length, cross_replace, word_windows(clip, target_text, word_cross_replace)
     )
     self_steps = self_replace_steps(steps, self_replace)
-    blend = _blend_plan(clip, source, target, blend_words, blend_threshold, steps)
+    blend = _blend_plan(clip, source, target, words=blend_words, threshold=blend_threshold, steps=steps)
     row_masks = (identity_token_mask(clip, identity, source_text, "source_text"),) + (
         identity_token_mask(clip, identity, target_text, "target_text"),
     )

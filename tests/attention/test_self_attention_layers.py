@@ -178,7 +178,18 @@ def test_the_edit_installs_self_attention_replaces_on_the_coarse_sdxl_layers_onl
 
     steps = 3
     plan = plan_edit(
-        sd15.clip, PROMPT, "a photo of a dog wearing a red hat", steps, "auto", 0.0, "", 0.7, "", "", 0.3, None
+        sd15.clip,
+        PROMPT,
+        "a photo of a dog wearing a red hat",
+        steps,
+        controller="auto",
+        cross_replace=0.0,
+        word_cross_replace="",
+        self_replace=0.7,
+        word_weights="",
+        blend_words="",
+        blend_threshold=0.3,
+        identity=None,
     )
     schedule = ddim_schedule(sdxl.get_model_object("model_sampling").sigmas, steps)
     unmasked = SimpleNamespace(identity_mask=None)

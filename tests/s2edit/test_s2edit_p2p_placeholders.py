@@ -37,7 +37,20 @@ def identity(comfy):
 def plan(sd15, identity, word_weights: str = "", blend_words: str = ""):
     from precise_edit.nodes.s2edit.prompt_to_prompt_replay import plan_edit
 
-    return plan_edit(sd15.clip, SOURCE, TARGET, STEPS, "auto", 0.8, "", 0.5, word_weights, blend_words, 0.3, identity)
+    return plan_edit(
+        sd15.clip,
+        SOURCE,
+        TARGET,
+        STEPS,
+        controller="auto",
+        cross_replace=0.8,
+        word_cross_replace="",
+        self_replace=0.5,
+        word_weights=word_weights,
+        blend_words=blend_words,
+        blend_threshold=0.3,
+        identity=identity,
+    )
 
 
 def test_placeholders_in_word_weights_weight_the_learned_tokens(sd15, identity):

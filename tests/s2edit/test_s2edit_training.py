@@ -69,7 +69,7 @@ def spy_on_training(monkeypatch) -> dict:
     original = identity_trainer.train_identity
     seen: dict = {"outside": [], "inside": [], "layers": []}
 
-    def spy(model, clip, subjects, settings, semantic, spatial, on_step, probe=None):
+    def spy(model, clip, subjects, settings, *, semantic, spatial, on_step, probe=None):
         store = AttentionStore()
         masks: dict = {}
 
@@ -86,7 +86,9 @@ def spy_on_training(monkeypatch) -> dict:
             on_step(report)
 
         masks["[I]"] = subjects[0].mask if subjects[0].mask is not None else spatial.mask
-        seen["result"] = original(model, clip, subjects, settings, semantic, spatial, check, probe=store)
+        seen["result"] = original(
+            model, clip, subjects, settings, semantic=semantic, spatial=spatial, on_step=check, probe=store
+        )
         return seen["result"]
 
     monkeypatch.setattr(identity_trainer, "train_identity", spy)
