@@ -25,20 +25,24 @@ MASKED_TOKEN = 5
 
 def variants(model, image: int) -> dict:
     from precise_edit.core.attention.attention_store import AttentionStore
-    from precise_edit.nodes.attention.cross_attention_patch import (
-        AttentionCapture,
-        PromptTarget,
-        StepRange,
-        TokenMask,
-        add_cross_attention_effect,
-        cross_attention_layers,
-    )
+    from precise_edit.nodes.attention.attention_capture import AttentionCapture
+    from precise_edit.nodes.attention.attention_effect import PromptTarget, StepRange
+    from precise_edit.nodes.attention.cross_attention_patch import add_cross_attention_effect, cross_attention_layers
+    from precise_edit.nodes.attention.token_mask_effect import TokenMask
 
     layers = cross_attention_layers(model)
     steps = StepRange.from_percent(model, 0.0, 1.0)
     mask = torch.zeros(1, image, image)
     mask[:, :, : image // 2] = 1.0
-    injector = TokenMask((MASKED_TOKEN,), 77, mask, 1.0, False, steps, PromptTarget())
+    injector = TokenMask(
+        tokens=(MASKED_TOKEN,),
+        context_length=77,
+        mask=mask,
+        strength=1.0,
+        renormalize=False,
+        steps=steps,
+        target=PromptTarget(),
+    )
     capture = AttentionCapture(AttentionStore(words={"word": [MASKED_TOKEN]}), 77, None, steps, PromptTarget())
     masked = add_cross_attention_effect(model, injector, layers)
     return {

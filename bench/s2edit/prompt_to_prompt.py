@@ -34,7 +34,7 @@ def plans(steps: int, source: torch.Tensor, target: torch.Tensor) -> dict:
     from precise_edit.core.s2edit.local_blend import blend_start_step
     from precise_edit.core.s2edit.prompt_to_prompt import CrossAttentionEdit, cross_replace_alpha, equalizer
     from precise_edit.core.s2edit.prompt_to_prompt import self_replace_steps as self_steps
-    from precise_edit.nodes.attention.cross_attention_patch import PromptTarget
+    from precise_edit.nodes.attention.attention_effect import PromptTarget
     from precise_edit.nodes.attention.word_attention_inputs import tag_conditioning
     from precise_edit.nodes.s2edit.prompt_to_prompt_replay import EditPlan, LocalBlendPlan
 

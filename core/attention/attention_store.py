@@ -79,7 +79,3 @@ class AttentionStore:
     def word_maps(self, size: tuple[int, int], layers: Sequence[str] | None = None) -> torch.Tensor:
         """Maps ``[B, len(words), H, W]`` of the captured words, in the order they were given."""
         return self.token_maps(list(self.words.values()), size, layers)
-
-    def __deepcopy__(self, memo: dict) -> "AttentionStore":
-        # ModelPatcher.clone() deep-copies model_options; every clone must keep writing into this one store.
-        return self

@@ -138,7 +138,7 @@ def refine_probabilities(
     return source.index_select(-1, mapper) * alphas + target * (1.0 - alphas)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class CrossAttentionEdit:
     """The cross-attention edit of prompt-to-prompt steps that share one alpha row: ``probs[1:]`` rebuilt from
     ``probs[0]`` in the columns j with c_j = 1, kept in the others.
@@ -184,6 +184,3 @@ class CrossAttentionEdit:
         if columns is not None:
             edited = torch.where(columns, edited, targets)
         return torch.cat([source, edited])
-
-    def __deepcopy__(self, memo: dict) -> "CrossAttentionEdit":
-        return self

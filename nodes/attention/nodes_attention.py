@@ -14,15 +14,12 @@ from ...core.attention.heatmap import heatmap
 from ..common.comfy_node_api import io
 from ..common.mask_input import spatial_mask_batch
 from ..common.socket_types import AttentionMaps
-from .cross_attention_patch import (
-    AttentionCapture,
-    StepRange,
-    TokenMask,
-    add_cross_attention_effect,
-    cross_attention_layers,
-)
+from .attention_capture import AttentionCapture
+from .attention_effect import StepRange
+from .cross_attention_patch import add_cross_attention_effect, cross_attention_layers
 from .layer_choice import DEFAULT_LAYER_CHOICE, LAYER_CHOICES, choose_layers
 from .prompt_tokens import locate_words
+from .token_mask_effect import TokenMask
 from .word_attention_inputs import (
     conditioning_input,
     conditioning_output,

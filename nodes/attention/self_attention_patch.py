@@ -34,16 +34,10 @@ import torch
 from comfy.ldm.modules.attention import optimized_attention
 from comfy.model_patcher import ModelPatcher
 
-from .cross_attention_patch import (
-    Attention,
-    CrossAttentionLayer,
-    PromptTarget,
-    StepRange,
-    call_layout,
-    cross_attention_layers,
-    ensure_call_wrappers,
-)
+from .attention_effect import PromptTarget, StepRange
+from .cross_attention_patch import CrossAttentionLayer, cross_attention_layers
 from .layer_choice import grid_tokens
+from .patch_install import Attention, InstalledPatch, call_layout, install_patches
 
 OFFICIAL_TOKEN_LIMIT = 32**2
 """The official rule's token count, ``att.shape[2] <= 32 ** 2`` (null-text notebook, SD1.4 at 512 px)."""
@@ -65,7 +59,7 @@ def self_replace_layers(model: ModelPatcher, latent_hw: tuple[int, int]) -> list
     return [layer for layer, count in zip(layers, tokens, strict=True) if count <= limit]
 
 
-class SelfAttentionReplace:
+class SelfAttentionReplace(InstalledPatch):
     """The ``attn1`` replace of one layer: edits take the source's self-attention probabilities at chosen steps."""
 
     def __init__(
@@ -109,18 +103,13 @@ class SelfAttentionReplace:
             out = torch.cat([out[: source + 1], replaced.to(out.dtype), out[source + images :]])
         return out
 
-    def __deepcopy__(self, memo: dict) -> "SelfAttentionReplace":
-        return self
-
 
 def add_self_attention_replace(
     model: ModelPatcher, steps: StepRange, target: PromptTarget, layers: Sequence[CrossAttentionLayer]
 ) -> ModelPatcher:
     """A clone of ``model`` whose ``layers`` replace the edits' self-attention at ``steps``; ``model`` is untouched."""
-    patched = model.clone()
-    replaces = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn1", {})
-    for layer in layers:
-        previous = replaces.get(layer.key, replaces.get(layer.key[:2]))
-        patched.set_model_attn1_replace(SelfAttentionReplace(layer, steps, target, previous), *layer.key)
-    ensure_call_wrappers(patched)
-    return patched
+
+    def patch(layer: CrossAttentionLayer, current: Attention | None, block: Attention | None) -> SelfAttentionReplace:
+        return SelfAttentionReplace(layer, steps, target, current if current is not None else block)
+
+    return install_patches(model, "attn1", layers, patch)

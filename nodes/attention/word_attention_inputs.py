@@ -1,7 +1,7 @@
 """What nodes acting on the cross-attention of a prompt's words share: their inputs, and which prompt they target.
 
 The target is a guider role (``positive``, ``negative``, …) or, when the user connects a conditioning, exactly that
-conditioning: it is copied with a tag that the effect looks for (see ``nodes.attention.cross_attention_patch``).
+conditioning: it is copied with a tag that the effect looks for (see ``nodes.attention.patch_install``).
 """
 
 import uuid
@@ -9,7 +9,8 @@ import uuid
 from comfy_execution.graph_utils import ExecutionBlocker
 
 from ..common.comfy_node_api import io
-from .cross_attention_patch import COND_TAGS_KEY, PromptTarget
+from .attention_effect import PromptTarget
+from .patch_install import COND_TAGS_KEY
 
 
 def prompt_inputs(action: str) -> list:

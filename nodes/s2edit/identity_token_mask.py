@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import torch
 from comfy.sd import CLIP
 
-from ..attention.cross_attention_patch import PromptTarget, StepRange, TokenMask
+from ..attention.attention_effect import PromptTarget, StepRange
 from ..attention.prompt_tokens import locate_words
+from ..attention.token_mask_effect import TokenMask
 from .identity import Identity
 
 EVERY_STEP = StepRange(math.inf, 0.0)
@@ -34,7 +35,15 @@ class IdentityTokenMask:
             masks = self.mask
         else:
             masks = torch.cat([self.mask if i == image else torch.ones_like(self.mask) for i in range(images)])
-        return TokenMask(self.positions, self.context_length, masks, 1.0, False, EVERY_STEP, target)
+        return TokenMask(
+            tokens=self.positions,
+            context_length=self.context_length,
+            mask=masks,
+            strength=1.0,
+            renormalize=False,
+            steps=EVERY_STEP,
+            target=target,
+        )
 
     def same_mask(self, other: "IdentityTokenMask") -> bool:
         return self.placeholder == other.placeholder and torch.equal(self.mask, other.mask)

@@ -40,16 +40,12 @@ from ...core.attention.attention_store import AttentionStore
 from ...core.s2edit.diffusion_loss import noisy_sample, predicted_noise
 from ...core.s2edit.identity_mask import attention_object_mask
 from ...core.s2edit.identity_objective import PredictNoise, SubjectTerm, draw_noised_latent, identity_step_loss
-from ..attention.cross_attention_patch import (
-    COND_TAGS_KEY,
-    AttentionCapture,
-    PromptTarget,
-    StepRange,
-    TokenMask,
-    add_cross_attention_effect,
-    cross_attention_layers,
-)
+from ..attention.attention_capture import AttentionCapture
+from ..attention.attention_effect import PromptTarget, StepRange
+from ..attention.cross_attention_patch import add_cross_attention_effect, cross_attention_layers
+from ..attention.patch_install import COND_TAGS_KEY
 from ..attention.prompt_tokens import TOKENIZER_ATTRIBUTES, WordPositions, locate_words
+from ..attention.token_mask_effect import TokenMask
 from ..common.differentiable_weights import _aliasable, storage_alias, with_differentiable_weights
 from ..common.prepared_model import require_gradients, run_prepared, with_cross_attention
 from .epsilon_model import check_epsilon_model
@@ -449,13 +445,13 @@ def train_identity(
         target = PromptTarget(tag=tags[s.placeholder])
         if spatial is not None:
             mask = TokenMask(
-                tuple(positions.all_positions),
-                positions.context_length,
-                masks[s.placeholder],
-                1.0,
-                False,
-                ALL_STEPS,
-                target,
+                tokens=tuple(positions.all_positions),
+                context_length=positions.context_length,
+                mask=masks[s.placeholder],
+                strength=1.0,
+                renormalize=False,
+                steps=ALL_STEPS,
+                target=target,
             )
             trained_model = add_cross_attention_effect(trained_model, mask, layers)
         if probe is not None and s is subjects[0]:

@@ -20,7 +20,8 @@ from comfy.model_patcher import ModelPatcher
 
 from ...core.s2edit.ddim_inversion import DDIMSchedule, ddim_invert, ddim_schedule, to_variance_preserving
 from ...core.s2edit.null_text_inversion import NullTextResult, NullTextSettings, guided_ddim_sample, optimise_null_text
-from ..attention.cross_attention_patch import PromptTarget, add_cross_attention_effect, cross_attention_layers
+from ..attention.attention_effect import PromptTarget
+from ..attention.cross_attention_patch import add_cross_attention_effect, cross_attention_layers
 from ..attention.word_attention_inputs import tag_conditioning
 from ..common.differentiable_weights import with_differentiable_weights
 from ..common.prepared_model import GuiderNoisePredictor, cross_attention_of, require_gradients, run_prepared

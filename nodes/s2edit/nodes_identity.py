@@ -23,14 +23,10 @@ from comfy_execution.graph_utils import ExecutionBlocker
 
 from ...core.files.atomic_file import save_safetensors_atomically
 from ...core.s2edit.orthogonality_loss import absolute_cosine
-from ..attention.cross_attention_patch import (
-    PromptTarget,
-    StepRange,
-    TokenMask,
-    add_cross_attention_effect,
-    cross_attention_layers,
-)
+from ..attention.attention_effect import PromptTarget, StepRange
+from ..attention.cross_attention_patch import add_cross_attention_effect, cross_attention_layers
 from ..attention.prompt_tokens import clip_tokenizer, locate_words
+from ..attention.token_mask_effect import TokenMask
 from ..common.comfy_node_api import io
 from ..common.mask_input import spatial_mask_batch
 from ..common.save_names import name_parts
@@ -429,13 +425,13 @@ def mask_identity_attention(
             continue
         positions = locate_words(clip, expanded, f"embedding:{token.embedding_name}")
         effect = TokenMask(
-            tuple(positions.all_positions),
-            positions.context_length,
-            token.mask,
-            1.0,
-            False,
-            StepRange(math.inf, 0.0),
-            target or PromptTarget(role="positive"),
+            tokens=tuple(positions.all_positions),
+            context_length=positions.context_length,
+            mask=token.mask,
+            strength=1.0,
+            renormalize=False,
+            steps=StepRange(math.inf, 0.0),
+            target=target or PromptTarget(role="positive"),
         )
         patched = add_cross_attention_effect(patched, effect, layers)
     return patched

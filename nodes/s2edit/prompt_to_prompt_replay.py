@@ -35,15 +35,10 @@ from ...core.s2edit.prompt_to_prompt import (
     self_replace_steps,
 )
 from ...core.s2edit.prompt_to_prompt_sampling import prompt_to_prompt_sample
-from ..attention.cross_attention_patch import (
-    AttentionCapture,
-    CrossAttentionLayer,
-    PromptBatchEdit,
-    PromptTarget,
-    StepRange,
-    add_cross_attention_effect,
-    cross_attention_layers,
-)
+from ..attention.attention_capture import AttentionCapture
+from ..attention.attention_effect import PromptTarget, StepRange
+from ..attention.cross_attention_patch import CrossAttentionLayer, add_cross_attention_effect, cross_attention_layers
+from ..attention.prompt_batch_edit import PromptBatchEdit
 from ..attention.prompt_tokens import locate_words, parse_words
 from ..attention.self_attention_patch import add_self_attention_replace, self_replace_layers
 from ..attention.word_attention_inputs import tag_conditioning

@@ -14,14 +14,9 @@ from comfy.sd import CLIP
 from ...core.attention.attention_store import AttentionStore
 from ...core.zone.difference_locator import METRICS, difference_mask
 from ...core.zone.edit_region import PAPER_THRESHOLD, RELEASED_THRESHOLD, attention_difference, edit_region
-from ..attention.cross_attention_patch import (
-    AttentionCapture,
-    CrossAttentionLayer,
-    PromptTarget,
-    StepRange,
-    add_cross_attention_effect,
-    cross_attention_layers,
-)
+from ..attention.attention_capture import AttentionCapture
+from ..attention.attention_effect import PromptTarget, StepRange
+from ..attention.cross_attention_patch import CrossAttentionLayer, add_cross_attention_effect, cross_attention_layers
 from ..attention.layer_choice import LAYER_CHOICES, choose_layers
 from ..attention.prompt_tokens import clip_tokenizer
 from ..common.comfy_node_api import io

@@ -89,12 +89,9 @@ def test_ip_adapter_chaining_into_our_patch_leaves_the_model_it_cloned_untouched
 
 def test_a_chained_callback_runs_only_inside_its_sigma_range(comfy):
     """``add(callback, sigma_start=…, sigma_end=…)``: the callback's output is added while σ is in the range."""
-    from precise_edit.nodes.attention.cross_attention_patch import (
-        CALL_KEY,
-        CallInfo,
-        CrossAttentionLayer,
-        CrossAttentionPatch,
-    )
+    from precise_edit.nodes.attention.attention_effect import CallInfo
+    from precise_edit.nodes.attention.cross_attention_patch import CrossAttentionLayer, CrossAttentionPatch
+    from precise_edit.nodes.attention.patch_install import CALL_KEY
 
     patch = CrossAttentionPatch(CrossAttentionLayer(("input", 1, 0), 0, 8), (), None)
     patch.add(

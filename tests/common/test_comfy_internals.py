@@ -128,13 +128,9 @@ def test_patched_layers_call_the_same_attention_kernel_as_stock_layers(sd15):
     """Our attn1/attn2 replaces call ComfyUI's attention with what a stock layer passes: the same function and the
     same keywords, so a per-layer setting a ComfyUI adds to its attention calls shows up here as a difference."""
     from precise_edit.core.attention.attention_store import AttentionStore
-    from precise_edit.nodes.attention.cross_attention_patch import (
-        AttentionCapture,
-        PromptTarget,
-        StepRange,
-        add_cross_attention_effect,
-        cross_attention_layers,
-    )
+    from precise_edit.nodes.attention.attention_capture import AttentionCapture
+    from precise_edit.nodes.attention.attention_effect import PromptTarget, StepRange
+    from precise_edit.nodes.attention.cross_attention_patch import add_cross_attention_effect, cross_attention_layers
     from precise_edit.nodes.attention.self_attention_patch import add_self_attention_replace
 
     calls: dict[bool, set] = {True: set(), False: set()}

@@ -71,12 +71,9 @@ def replaced_steps(plan) -> list[int]:
 def edit_with_step_maps(sd15, inversion, plan, before_edit: bool = False):
     """Replay ``plan`` with one capture per step on every layer, after the edits (and, if asked, before them)."""
     from precise_edit.core.attention.attention_store import AttentionStore
-    from precise_edit.nodes.attention.cross_attention_patch import (
-        AttentionCapture,
-        StepRange,
-        add_cross_attention_effect,
-        cross_attention_layers,
-    )
+    from precise_edit.nodes.attention.attention_capture import AttentionCapture
+    from precise_edit.nodes.attention.attention_effect import StepRange
+    from precise_edit.nodes.attention.cross_attention_patch import add_cross_attention_effect, cross_attention_layers
     from precise_edit.nodes.s2edit.prompt_to_prompt_replay import patch_model, sample_edit
 
     layers = cross_attention_layers(sd15.model)
@@ -208,7 +205,7 @@ class SelfAttentionSpy:
     def __call__(self, q, k, v, extra_options):
         from comfy.ldm.modules.attention import optimized_attention
 
-        from precise_edit.nodes.attention.cross_attention_patch import call_layout
+        from precise_edit.nodes.attention.patch_install import call_layout
 
         out = self.patch(q, k, v, extra_options)
         plain = optimized_attention(q, k, v, extra_options["n_heads"])

@@ -219,13 +219,9 @@ def test_spatial_control_at_inference(trained, inputs):
 
     from precise_edit.core.attention.attention_store import AttentionStore
     from precise_edit.core.attention.token_grid import mask_to_token_grid
-    from precise_edit.nodes.attention.cross_attention_patch import (
-        AttentionCapture,
-        PromptTarget,
-        StepRange,
-        add_cross_attention_effect,
-        cross_attention_layers,
-    )
+    from precise_edit.nodes.attention.attention_capture import AttentionCapture
+    from precise_edit.nodes.attention.attention_effect import PromptTarget, StepRange
+    from precise_edit.nodes.attention.cross_attention_patch import add_cross_attention_effect, cross_attention_layers
     from precise_edit.nodes.attention.prompt_tokens import locate_words
     from precise_edit.nodes.s2edit.nodes_identity import mask_identity_attention
 
