@@ -55,7 +55,17 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     def inversion(mode: str):
-        return invert(model, positive, negative, source, steps, guidance, args.inner, args.epsilon, mode)
+        return invert(
+            model,
+            positive,
+            negative,
+            source,
+            steps=steps,
+            guidance=guidance,
+            inner_steps=args.inner,
+            epsilon=args.epsilon,
+            mode=mode,
+        )
 
     def median_seconds(run) -> tuple[object, float]:
         """The last result of ``run`` and its median wall time over ``--repeats`` calls."""

@@ -84,7 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     noise = comfy.sample.prepare_noise(latent, 0)
 
     with torch.inference_mode():
-        inversion = invert(model, positive, negative, latent, steps, guidance, 0, 0.0, PLAIN_DDIM)
+        inversion = invert(
+            model,
+            positive,
+            negative,
+            latent,
+            steps=steps,
+            guidance=guidance,
+            inner_steps=0,
+            epsilon=0.0,
+            mode=PLAIN_DDIM,
+        )
         patched = {
             name: patch_model(model, plan, inversion) + (plan,)
             for name, plan in plans(steps, source_prompt, target_prompt).items()

@@ -206,6 +206,7 @@ def guided_ddim_sample(
     predictor: GuidedPredictor,
     x: torch.Tensor,
     schedule: DDIMSchedule,
+    *,
     guidance: float,
     nulls: Sequence[torch.Tensor | None],
     on_step: StepCallback | None = None,

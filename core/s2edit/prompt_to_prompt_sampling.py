@@ -30,6 +30,7 @@ def prompt_to_prompt_sample(
     predictor: GuidedPredictor,
     x: torch.Tensor,
     schedule: DDIMSchedule,
+    *,
     guidance: float,
     nulls: Sequence[torch.Tensor | None],
     after_step: AfterStep | None = None,
@@ -43,7 +44,7 @@ def prompt_to_prompt_sample(
         raise ValueError(f"{len(nulls)} null embeddings for a schedule of {schedule.steps} steps")
     for i, null in enumerate(nulls):
         report = None if on_step is None else (lambda _, denoised, i=i: on_step(i, denoised))
-        x = guided_ddim_sample(predictor, x, single_step(schedule, i), guidance, [null], report)
+        x = guided_ddim_sample(predictor, x, single_step(schedule, i), guidance=guidance, nulls=[null], on_step=report)
         if after_step is not None:
             x = after_step(i, x)
     return x

@@ -35,7 +35,7 @@ PLAIN_DDIM = "plain DDIM (fast)"
 MODES = (NULL_TEXT, NEGATIVE_PROMPT, PLAIN_DDIM)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Inversion:
     """What PE_INVERSION carries from the inversion to the replay.
 
@@ -120,6 +120,7 @@ def invert(
     positive: list,
     negative: list,
     samples: torch.Tensor,
+    *,
     steps: int,
     guidance: float,
     inner_steps: int,
@@ -186,7 +187,16 @@ def invert(
             null_embeddings=tuple(null.to(storage) for null in optimisation.null_embeddings),
             reconstruction=optimisation.reconstruction.to(storage),
         )
-    return Inversion(noise.to(storage), schedule, unconditional, mode, settings, optimisation, evaluations, prompt)
+    return Inversion(
+        noise=noise.to(storage),
+        schedule=schedule,
+        negative=unconditional,
+        mode=mode,
+        settings=settings,
+        optimisation=optimisation,
+        unet_evaluations=evaluations,
+        prompt=prompt,
+    )
 
 
 def check_inversion_fits(inversion: Inversion, model: ModelPatcher) -> None:
@@ -228,8 +238,8 @@ def reconstruct(model: ModelPatcher, inversion: Inversion, positive: list) -> to
             predictor,
             noise,
             schedule,
-            inversion.settings.guidance,
-            [None if null is None else null.to(device) for null in nulls],
+            guidance=inversion.settings.guidance,
+            nulls=[None if null is None else null.to(device) for null in nulls],
             on_step=lambda i, denoised: progress(i, denoised, None, schedule.steps),
         )
         return to_variance_preserving(x0, schedule.sigmas[0])

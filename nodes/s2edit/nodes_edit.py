@@ -164,7 +164,19 @@ class NullTextInversion(io.ComfyNode):
         check_conditioning(negative, "negative", model)
         samples: torch.Tensor = check_latent(latent, model)
         text, mask = source_prompt(clip, source_text, identity, positive)
-        inversion = invert(model, positive, negative, samples, steps, guidance, inner_steps, epsilon, mode, text, mask)
+        inversion = invert(
+            model,
+            positive,
+            negative,
+            samples,
+            steps=steps,
+            guidance=guidance,
+            inner_steps=inner_steps,
+            epsilon=epsilon,
+            mode=mode,
+            source_text=text,
+            identity_mask=mask,
+        )
         return io.NodeOutput(inversion)
 
 

@@ -267,9 +267,9 @@ def sample_edit(
             predictor,
             noise,
             schedule,
-            inversion.settings.guidance,
-            [None if null is None else null.to(device) for null in nulls],
-            after_step,
+            guidance=inversion.settings.guidance,
+            nulls=[None if null is None else null.to(device) for null in nulls],
+            after_step=after_step,
             on_step=lambda i, denoised: progress(i, denoised[1:], None, schedule.steps),
         )
         return to_variance_preserving(x0, schedule.sigmas[0])

@@ -139,7 +139,7 @@ def run(toy, **settings):
 
 def reconstruction_error(toy, nulls, guidance: float = 7.5) -> float:
     predictor, schedule, trajectory = toy
-    x0 = guided_ddim_sample(predictor, trajectory[-1], schedule, guidance, nulls)
+    x0 = guided_ddim_sample(predictor, trajectory[-1], schedule, guidance=guidance, nulls=nulls)
     return float((x0 - trajectory[0]).square().mean())
 
 
@@ -151,7 +151,7 @@ def test_optimised_nulls_retrace_the_pivot_and_the_replay_matches_the_optimisati
     print(f"toy reconstruction MSE: plain DDIM {plain:.3g}, null-text {optimised:.3g}")
     assert optimised < plain / 100
     predictor, _, trajectory = toy
-    replay = guided_ddim_sample(predictor, trajectory[-1], schedule, 7.5, list(result.null_embeddings))
+    replay = guided_ddim_sample(predictor, trajectory[-1], schedule, guidance=7.5, nulls=list(result.null_embeddings))
     torch.testing.assert_close(replay, result.reconstruction)
 
 
@@ -192,4 +192,4 @@ def test_schedules_are_the_notebooks_at_fifty_steps():
 def test_replay_refuses_a_wrong_number_of_null_embeddings(toy):
     predictor, schedule, trajectory = toy
     with pytest.raises(ValueError, match="3 null embeddings for a schedule of 8 steps"):
-        guided_ddim_sample(predictor, trajectory[-1], schedule, 7.5, [None] * 3)
+        guided_ddim_sample(predictor, trajectory[-1], schedule, guidance=7.5, nulls=[None] * 3)

@@ -32,7 +32,9 @@ def test_inversion_trajectory_and_node_noise_match_diffusers_ddim_inverse_schedu
     with torch.inference_mode():
         schedule = ddim_schedule(model.get_model_object("model_sampling").sigmas, STEPS)
         run_prepared(model, positive, negative, source, schedule.sampling_sigmas(), work)
-        inversion = invert(model, positive, negative, source, STEPS, 7.5, 0, 0.0, PLAIN_DDIM)
+        inversion = invert(
+            model, positive, negative, source, steps=STEPS, guidance=7.5, inner_steps=0, epsilon=0.0, mode=PLAIN_DDIM
+        )
     ours = [to_variance_preserving(x, sigma) for x, sigma in zip(trajectories[0], schedule.sigmas, strict=True)]
 
     scheduler = DDIMInverseScheduler(**SD_DDIM_SCHEDULER)

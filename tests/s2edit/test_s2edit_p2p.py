@@ -35,7 +35,17 @@ def inversions(sd15):
     stock = {"options": repr(sd15.model.model_options), "sample": sample(sd15.model, positive, negative, steps=1)}
     with torch.inference_mode():
         results = {
-            mode: invert(sd15.model, positive, negative, source_latent(), STEPS, GUIDANCE, INNER, 1e-5, mode)
+            mode: invert(
+                sd15.model,
+                positive,
+                negative,
+                source_latent(),
+                steps=STEPS,
+                guidance=GUIDANCE,
+                inner_steps=INNER,
+                epsilon=1e-5,
+                mode=mode,
+            )
             for mode in (NULL_TEXT, PLAIN_DDIM)
         }
     return {**results, "stock": stock}

@@ -184,15 +184,15 @@ def test_the_replay_steps_exactly_like_guided_ddim_and_blends_after_each_step():
     schedule = ddim_schedule(train_sigmas, 5)
     x = torch.randn(2, 4, 3, 3, generator=torch.Generator().manual_seed(0)) * 14.6
     nulls = [torch.full((1, 77, 8), float(i)) for i in range(5)]
-    reference = guided_ddim_sample(LinearPredictor(), x, schedule, 7.5, nulls)
-    assert torch.equal(prompt_to_prompt_sample(LinearPredictor(), x, schedule, 7.5, nulls), reference)
+    reference = guided_ddim_sample(LinearPredictor(), x, schedule, guidance=7.5, nulls=nulls)
+    assert torch.equal(prompt_to_prompt_sample(LinearPredictor(), x, schedule, guidance=7.5, nulls=nulls), reference)
     seen = []
 
     def keep_source(step, batch):
         seen.append(step)
         return batch[:1].expand_as(batch)
 
-    blended = prompt_to_prompt_sample(LinearPredictor(), x, schedule, 7.5, nulls, keep_source)
+    blended = prompt_to_prompt_sample(LinearPredictor(), x, schedule, guidance=7.5, nulls=nulls, after_step=keep_source)
     assert seen == [0, 1, 2, 3, 4] and torch.equal(blended[1], blended[0])
     with pytest.raises(ValueError, match="4 null embeddings for a schedule of 5 steps"):
-        prompt_to_prompt_sample(LinearPredictor(), x, schedule, 7.5, nulls[:4])
+        prompt_to_prompt_sample(LinearPredictor(), x, schedule, guidance=7.5, nulls=nulls[:4])
