@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run
 
-    terms = (SemanticControl(0.1, "EOS output · [I] output"), SpatialControl(mask, 0.3))
+    terms = (SemanticControl(0.1, "eos_output_i_output"), SpatialControl(mask, 0.3))
     variants = {
         "stock TrainLoraNode": stock,
         "ours": ours(None, None, False),

@@ -17,7 +17,7 @@ from ..common.socket_types import AttentionMaps
 from .attention_capture import AttentionCapture
 from .attention_effect import StepRange
 from .cross_attention_patch import add_cross_attention_effect, cross_attention_layers
-from .layer_choice import DEFAULT_LAYER_CHOICE, LAYER_CHOICES, choose_layers
+from .layer_choice import DEFAULT_LAYER_CHOICE, LAYER_OPTIONS, choose_layers
 from .prompt_tokens import locate_words
 from .token_mask_effect import TokenMask
 from .word_attention_inputs import (
@@ -127,10 +127,12 @@ class CaptureCrossAttention(io.ComfyNode):
                 *prompt_inputs("record"),
                 io.Combo.Input(
                     "layers",
-                    options=list(LAYER_CHOICES),
+                    options=LAYER_OPTIONS.keys,
                     default=DEFAULT_LAYER_CHOICE,
-                    tooltip="Layers by token-grid size relative to the image; 1/32 is the 16×16 convention of "
-                    "prompt-to-prompt at 512 px.",
+                    tooltip=LAYER_OPTIONS.tooltip(
+                        "Layers by token-grid size relative to the image; 1/32 is the 16×16 convention of "
+                        "prompt-to-prompt at 512 px."
+                    ),
                 ),
                 io.String.Input("heads", default="all", tooltip="'all', or comma-separated head numbers to average."),
                 *step_range_inputs("recording"),
@@ -145,6 +147,10 @@ class CaptureCrossAttention(io.ComfyNode):
                 conditioning_output("record"),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, layers: str | None = None) -> bool | str:
+        return LAYER_OPTIONS.validate("layers", layers)
 
     @classmethod
     def execute(

@@ -22,6 +22,7 @@ from ..common.comfy_node_api import io
 from ..common.listed_model_file import listed_model_file
 from ..common.model_folders import CLIP_JOINT, model_path
 from ..common.node_text import show_on_node
+from ..common.option_keys import Option, OptionKeys
 from ..common.socket_types import DeltaDirectionType, DeltaMapperType, JointClip
 from .delta_training_data import clip_vision_fingerprint
 from .joint_clip_model import JointClipModel, tokenizer_folder
@@ -144,7 +145,14 @@ class CLIPDeltaDirection(io.ComfyNode):
         return io.NodeOutput(direction)
 
 
-METHODS = ["delta mapper", "straightforward"]
+METHOD_OPTIONS = OptionKeys(
+    Option("delta_mapper", "DeltaEdit: the Delta Mapper predicts the change", "delta mapper"),
+    Option(
+        "straightforward",
+        "the paper's baseline: adds the CLIP direction to the embedding directly (only when joint CLIP and CLIP "
+        "vision are one model)",
+    ),
+)
 
 
 # "relative": keep channels with |R·Δt| ≥ relative_threshold · max |R·Δt|; "absolute": |R·Δt| ≥ threshold (paper)
@@ -183,7 +191,7 @@ def mapper_delta(
         missing = [
             n for n, v in (("delta_mapper", delta_mapper), ("joint_clip", joint_clip), ("image", image)) if v is None
         ]
-        raise ValueError(f"method 'delta mapper' needs {', '.join(missing)} connected")
+        raise ValueError(f"method delta_mapper needs {', '.join(missing)} connected")
     if joint_clip.fingerprint != delta_mapper.clip_fingerprint:
         raise ValueError(
             f"the joint CLIP {joint_clip.name!r} is not the one this Delta Mapper was trained with: load that one"
@@ -226,10 +234,9 @@ class ApplyDeltaEdit(io.ComfyNode):
                 DeltaDirectionType.Input("delta", tooltip="From CLIP Delta Direction, with the same joint CLIP."),
                 io.Combo.Input(
                     "method",
-                    options=METHODS,
-                    default="delta mapper",
-                    tooltip="'delta mapper': DeltaEdit. 'straightforward': the paper's baseline, adds the CLIP "
-                    "direction to the embedding directly (only when joint CLIP and CLIP vision are one model).",
+                    options=METHOD_OPTIONS.keys,
+                    default="delta_mapper",
+                    tooltip=METHOD_OPTIONS.tooltip("How the CLIP direction becomes a change of the image embedding."),
                 ),
                 io.Float.Input(
                     "strength",
@@ -250,7 +257,7 @@ class ApplyDeltaEdit(io.ComfyNode):
                     "channel; 0 edits every channel). Delta mapper method only.",
                 ),
                 DeltaMapperType.Input(
-                    "delta_mapper", optional=True, tooltip="The trained mapper (method 'delta mapper')."
+                    "delta_mapper", optional=True, tooltip="The trained mapper (method delta_mapper)."
                 ),
                 JointClip.Input(
                     "joint_clip",
@@ -299,6 +306,10 @@ class ApplyDeltaEdit(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, method: str | None = None) -> bool | str:
+        return METHOD_OPTIONS.validate("method", method)
+
+    @classmethod
     def execute(
         cls,
         delta: DeltaDirection,
@@ -313,6 +324,7 @@ class ApplyDeltaEdit(io.ComfyNode):
         threshold_mode: str = "relative",
         relative_threshold: float = DEFAULT_RELATIVE_THRESHOLD,
     ) -> io.NodeOutput:
+        method = METHOD_OPTIONS.key("method", method)
         if threshold_mode not in THRESHOLD_MODES:
             raise ValueError(f"threshold_mode: expected one of {THRESHOLD_MODES}, got {threshold_mode!r}")
         source = source_output(clip_vision, image, clip_vision_output)

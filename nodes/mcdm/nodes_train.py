@@ -49,6 +49,7 @@ from ...core.mcdm.training import MCDMTraining, NullConditions, TrainingOptions,
 from ..common.comfy_node_api import io
 from ..common.listed_model_file import listed_model_file
 from ..common.model_folders import next_free_path, register_model_folder
+from ..common.option_keys import Option, OptionKeys
 from ..common.socket_types import JointClip, MCDMType
 from ..common.trainer_progress import TrainerProgress
 from .conditioning import TEXT_TOKENS
@@ -361,10 +362,24 @@ STATE_SUFFIX = ".training"
 TRAINING_KEY = "precise_edit_mcdm_training"
 
 
-NULL_GUIDER = "zero latent + black image (as the MCDM Guider)"
+NULL_GUIDER = "as_guider"
 
 
-NULL_OFFICIAL = "mid-gray image (official training code)"
+NULL_OFFICIAL = "official_gray"
+
+
+NULL_IMAGE_OPTIONS = OptionKeys(
+    Option(
+        NULL_GUIDER,
+        "zero latent + black image, as the MCDM Guider feeds it",
+        "zero latent + black image (as the MCDM Guider)",
+    ),
+    Option(
+        NULL_OFFICIAL,
+        "mid-gray image (normalised zeros), as the official training code",
+        "mid-gray image (official training code)",
+    ),
+)
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -548,10 +563,9 @@ class MCDMTrainer(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "null_image",
-                    options=[NULL_GUIDER, NULL_OFFICIAL],
+                    options=NULL_IMAGE_OPTIONS.keys,
                     default=NULL_GUIDER,
-                    tooltip="What a dropped image condition is in training: what the MCDM Guider feeds as "
-                    "unconditional (default), or the release's mid-gray (normalised zeros).",
+                    tooltip=NULL_IMAGE_OPTIONS.tooltip("What a dropped image condition is in training."),
                 ),
                 io.Combo.Input(
                     "mixed_precision",
@@ -589,6 +603,10 @@ class MCDMTrainer(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, null_image: str | None = None) -> bool | str:
+        return NULL_IMAGE_OPTIONS.validate("null_image", null_image)
+
+    @classmethod
     def execute(
         cls,
         model: Any,
@@ -608,6 +626,7 @@ class MCDMTrainer(io.ComfyNode):
         joint_clip: Any = None,
         clip_vision: Any = None,
     ) -> io.NodeOutput:
+        null_image = NULL_IMAGE_OPTIONS.key("null_image", null_image)
         if joint_clip is None and clip_vision is None:
             raise ValueError("joint_clip / clip_vision: connect CLIP ViT-B/32 vision for the image-embedding adapter")
         final_path = next_free_path(MCDM_FOLDER, filename_prefix)

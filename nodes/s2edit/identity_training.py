@@ -47,6 +47,7 @@ from ..attention.patch_install import COND_TAGS_KEY
 from ..attention.prompt_tokens import TOKENIZER_ATTRIBUTES, WordPositions, locate_words
 from ..attention.token_mask_effect import TokenMask
 from ..common.differentiable_weights import _aliasable, storage_alias, with_differentiable_weights
+from ..common.option_keys import Option, OptionKeys
 from ..common.prepared_model import require_gradients, run_prepared, with_cross_attention
 from .epsilon_model import check_epsilon_model
 from .lora_file import lora_tensors, text_encoder_lora_name, unet_lora_name, unet_lora_names
@@ -57,18 +58,24 @@ ALL_STEPS = StepRange(math.inf, 0.0)
 MASK_PROBE_SIGMAS = 4
 MASK_STRIDE = 32
 
-VECTORS_OUTPUT = "EOS output · [I] output"
-VECTORS_INPUT = "EOS output · [I] input embedding"
-VECTOR_CHOICES = (VECTORS_OUTPUT, VECTORS_INPUT)
+VECTORS_OUTPUT = "eos_output_i_output"
+VECTORS_INPUT = "eos_output_i_input_embedding"
+VECTOR_OPTIONS = OptionKeys(
+    Option(VECTORS_OUTPUT, "e_[I] is the token's row of the enhanced prompt's conditioning", "EOS output · [I] output"),
+    Option(VECTORS_INPUT, "e_[I] is the token's learned input embedding", "EOS output · [I] input embedding"),
+)
 SCHEDULE_CONSTANT = "constant"
-SCHEDULE_LINEAR = "linear to 0"
-SCHEDULE_CHOICES = (SCHEDULE_CONSTANT, SCHEDULE_LINEAR)
+SCHEDULE_LINEAR = "linear"
+SCHEDULE_OPTIONS = OptionKeys(
+    Option(SCHEDULE_CONSTANT, "the same learning rates at every step"),
+    Option(SCHEDULE_LINEAR, "linear to 0 over the steps", "linear to 0"),
+)
 
 
 @dataclass(frozen=True)
 class SemanticControl:
-    """The orthogonality term: weight λ, which vectors (``VECTOR_CHOICES``), and the source prompt P ("" = each
-    subject's own prompt without its placeholder)."""
+    """The orthogonality term: weight λ, which vectors (a key of ``VECTOR_OPTIONS``), and the source prompt P
+    ("" = each subject's own prompt without its placeholder)."""
 
     weight: float
     vectors: str

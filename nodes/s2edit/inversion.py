@@ -24,15 +24,23 @@ from ..attention.attention_effect import PromptTarget
 from ..attention.cross_attention_patch import add_cross_attention_effect, cross_attention_layers
 from ..attention.word_attention_inputs import tag_conditioning
 from ..common.differentiable_weights import with_differentiable_weights
+from ..common.option_keys import Option, OptionKeys
 from ..common.prepared_model import GuiderNoisePredictor, cross_attention_of, require_gradients, run_prepared
 from .epsilon_model import check_epsilon_model
 from .identity_token_mask import IdentityTokenMask
 from .inverted_prompt import InvertedPrompt, check_inverted_prompt
 
-NULL_TEXT = "null-text (optimised)"
-NEGATIVE_PROMPT = "negative-prompt (fast)"
-PLAIN_DDIM = "plain DDIM (fast)"
+NULL_TEXT = "null_text"
+NEGATIVE_PROMPT = "negative_prompt"
+PLAIN_DDIM = "plain_ddim"
 MODES = (NULL_TEXT, NEGATIVE_PROMPT, PLAIN_DDIM)
+MODE_OPTIONS = OptionKeys(
+    Option(NULL_TEXT, "null-text inversion, optimised: faithful, slow", "null-text (optimised)"),
+    Option(
+        NEGATIVE_PROMPT, "the source prompt replaces the null text (no optimisation, fast)", "negative-prompt (fast)"
+    ),
+    Option(PLAIN_DDIM, "the negative as given (fast; drifts at high guidance)", "plain DDIM (fast)"),
+)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,12 +10,13 @@ PreciseEdit_PromptToPromptEdit: edit an inverted real image by changing its prom
 import torch
 
 from ..common.comfy_node_api import io
+from ..common.option_keys import Option, OptionKeys
 from ..common.socket_types import IdentityType, InvertedLatent
 from .epsilon_model import check_epsilon_model
 from .identity import Identity
 from .identity_token_mask import IdentityTokenMask, identity_token_mask
 from .inversion import (
-    MODES,
+    MODE_OPTIONS,
     NULL_TEXT,
     Inversion,
     check_conditioning,
@@ -110,10 +111,9 @@ class NullTextInversion(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "mode",
-                    options=list(MODES),
+                    options=MODE_OPTIONS.keys,
                     default=NULL_TEXT,
-                    tooltip="null-text: optimised, faithful, slow. negative-prompt: the source prompt replaces the "
-                    "null text (no optimisation). plain DDIM: the negative as given (drifts at high guidance).",
+                    tooltip=MODE_OPTIONS.tooltip("How the null text is found for each step."),
                 ),
                 io.Clip.Input(
                     "clip",
@@ -144,6 +144,10 @@ class NullTextInversion(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, mode: str | None = None) -> bool | str:
+        return MODE_OPTIONS.validate("mode", mode)
+
+    @classmethod
     def execute(
         cls,
         model,
@@ -159,6 +163,7 @@ class NullTextInversion(io.ComfyNode):
         source_text: str = "",
         identity: Identity | None = None,
     ) -> io.NodeOutput:
+        mode = MODE_OPTIONS.key("mode", mode)
         check_epsilon_model(model)
         check_conditioning(positive, "positive", model)
         check_conditioning(negative, "negative", model)
@@ -215,10 +220,16 @@ class InversionReconstruct(io.ComfyNode):
 CONTROLLERS = ("auto", "replace", "refine")
 
 
-SOURCE_AND_EDIT = "source and edit"
+SOURCE_AND_EDIT = "source_and_edit"
 
 
-EDIT_ONLY = "edit only"
+EDIT_ONLY = "edit_only"
+
+
+OUTPUT_OPTIONS = OptionKeys(
+    Option(SOURCE_AND_EDIT, "the latent batch [source reconstruction, edit]", "source and edit"),
+    Option(EDIT_ONLY, "the edit alone", "edit only"),
+)
 
 
 class PromptToPromptEdit(io.ComfyNode):
@@ -307,9 +318,9 @@ class PromptToPromptEdit(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "output",
-                    options=[SOURCE_AND_EDIT, EDIT_ONLY],
+                    options=OUTPUT_OPTIONS.keys,
                     default=SOURCE_AND_EDIT,
-                    tooltip="The latent batch [source reconstruction, edit], or the edit alone.",
+                    tooltip=OUTPUT_OPTIONS.tooltip("What the LATENT output holds."),
                 ),
                 IdentityType.Input(
                     "identity",
@@ -330,6 +341,10 @@ class PromptToPromptEdit(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, output: str | None = None) -> bool | str:
+        return OUTPUT_OPTIONS.validate("output", output)
+
+    @classmethod
     def execute(
         cls,
         model,
@@ -347,8 +362,7 @@ class PromptToPromptEdit(io.ComfyNode):
         identity: Identity | None = None,
         word_cross_replace: str = "",
     ) -> io.NodeOutput:
-        if output not in (SOURCE_AND_EDIT, EDIT_ONLY):
-            raise ValueError(f"output: expected {SOURCE_AND_EDIT!r} or {EDIT_ONLY!r}, got {output!r}")
+        output = OUTPUT_OPTIONS.key("output", output)
         check_inversion_fits(inversion, model)
         plan = plan_edit(
             clip,

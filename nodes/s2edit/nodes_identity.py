@@ -35,10 +35,11 @@ from ..common.trainer_progress import TrainerProgress
 from .embedding_file import LORAS, check_name, free_stem, save_embedding, save_folder
 from .identity import Identity, IdentityToken
 from .identity_training import (
-    SCHEDULE_CHOICES,
     SCHEDULE_CONSTANT,
-    VECTOR_CHOICES,
+    SCHEDULE_OPTIONS,
+    VECTOR_OPTIONS,
     VECTORS_INPUT,
+    VECTORS_OUTPUT,
     SemanticControl,
     SpatialControl,
     StepReport,
@@ -182,11 +183,13 @@ class IdentityTokenTrainer(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "learning_rate_schedule",
-                    options=list(SCHEDULE_CHOICES),
+                    options=SCHEDULE_OPTIONS.keys,
                     default=SCHEDULE_CONSTANT,
                     optional=True,
-                    tooltip="constant, or linear to 0 over the steps (steadier final state; with the orthogonality "
-                    "term it settles |cos| near 0 instead of leaving it mid-swing).",
+                    tooltip=SCHEDULE_OPTIONS.tooltip(
+                        "The learning rates over the steps; linear gives a steadier final state (with the "
+                        "orthogonality term it settles |cos| near 0 instead of leaving it mid-swing)."
+                    ),
                 ),
             ],
             outputs=[
@@ -200,6 +203,10 @@ class IdentityTokenTrainer(io.ComfyNode):
                 io.Image.Output(display_name="LOSS_CURVE", tooltip="The training loss per step (log scale)."),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, learning_rate_schedule: str | None = None) -> bool | str:
+        return SCHEDULE_OPTIONS.validate("learning_rate_schedule", learning_rate_schedule)
 
     @classmethod
     def execute(
@@ -229,6 +236,7 @@ class IdentityTokenTrainer(io.ComfyNode):
     ) -> io.NodeOutput:
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
+        learning_rate_schedule = SCHEDULE_OPTIONS.key("learning_rate_schedule", learning_rate_schedule)
         name_parts(name, "name", "models/embeddings and models/loras", subfolders=False)
         stem = free_stem(check_name(name))
         if mask is None and spatial_control is not None:
@@ -373,11 +381,11 @@ class OrthogonalityLoss(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "vectors",
-                    options=list(VECTOR_CHOICES),
-                    default=VECTOR_CHOICES[0],
-                    tooltip="e_P is the EOS row of P's conditioning (CLIP's pooled vector before projection on "
-                    "SD1.x); e_[I] is the token's row of the enhanced prompt's conditioning (output) or its "
-                    "learned input embedding.",
+                    options=VECTOR_OPTIONS.keys,
+                    default=VECTORS_OUTPUT,
+                    tooltip=VECTOR_OPTIONS.tooltip(
+                        "e_P is the EOS row of P's conditioning (CLIP's pooled vector before projection on SD1.x)."
+                    ),
                 ),
                 IdentityType.Input(
                     "identity", optional=True, tooltip="A trained identity, to report its tokens' current |cos|."
@@ -393,9 +401,14 @@ class OrthogonalityLoss(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, vectors: str | None = None) -> bool | str:
+        return VECTOR_OPTIONS.validate("vectors", vectors)
+
+    @classmethod
     def execute(
         cls, clip, source_prompt: str, weight: float, vectors: str, identity: Identity | None = None
     ) -> io.NodeOutput:
+        vectors = VECTOR_OPTIONS.key("vectors", vectors)
         term = SemanticControl(weight, vectors, source_prompt)
         if identity is None:
             blocker = ExecutionBlocker("COSINE and REPORT need an identity connected to the identity input")

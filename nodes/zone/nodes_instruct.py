@@ -51,6 +51,7 @@ from ...core.zone.instruction_rules import classify_instruction
 from ...core.zone.ip2p_guidance import instruct_pix2pix_guidance
 from ..common.comfy_node_api import io
 from ..common.model_folders import model_path, named_path, register_model_folder
+from ..common.option_keys import Option, OptionKeys
 from ..common.trainer_progress import TrainerProgress
 from .action_classifier_text import instruction_states, instruction_states_up_to_eos
 from .ip2p_model import require_instruct_pix2pix
@@ -58,7 +59,12 @@ from .ip2p_model import require_instruct_pix2pix
 ACTION_CLASSIFIERS = "action_classifiers"
 
 
-RULES = "(keyword rules)"
+RULES = "keyword_rules"
+
+
+CLASSIFIER_OPTIONS = OptionKeys(
+    Option(RULES, "transparent keyword rules (no CLIP needed)", "(keyword rules)"),
+)
 
 
 METADATA_KEY = "precise_edit_action_classifier"
@@ -127,10 +133,12 @@ class ActionClassifier(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "classifier",
-                    options=[RULES, *folder_paths.get_filename_list(ACTION_CLASSIFIERS)],
+                    options=[*CLASSIFIER_OPTIONS.keys, *folder_paths.get_filename_list(ACTION_CLASSIFIERS)],
                     default=RULES,
-                    tooltip="A classifier file in models/action_classifiers (ZONE's action_classifier.pth or one "
-                    "trained here), or the keyword rules (no CLIP needed).",
+                    tooltip=CLASSIFIER_OPTIONS.tooltip(
+                        "A classifier file in models/action_classifiers (ZONE's action_classifier.pth or one "
+                        "trained here), or:"
+                    ),
                 ),
                 io.Combo.Input(
                     "decision_rule",
@@ -170,7 +178,15 @@ class ActionClassifier(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, classifier: str | None = None) -> bool | str:
+        files = folder_paths.get_filename_list(ACTION_CLASSIFIERS)
+        return CLASSIFIER_OPTIONS.validate("classifier", classifier, *files)
+
+    @classmethod
     def execute(cls, instruction: str, classifier: str, decision_rule: str, clip: object = None) -> io.NodeOutput:
+        classifier = CLASSIFIER_OPTIONS.key(
+            "classifier", classifier, *folder_paths.get_filename_list(ACTION_CLASSIFIERS)
+        )
         if not instruction.strip():
             raise ValueError(
                 "instruction is empty: write the edit, e.g. 'remove the dog' or 'turn the cat into a tiger'"

@@ -17,27 +17,51 @@ from ...core.zone.edit_region import PAPER_THRESHOLD, RELEASED_THRESHOLD, attent
 from ..attention.attention_capture import AttentionCapture
 from ..attention.attention_effect import PromptTarget, StepRange
 from ..attention.cross_attention_patch import CrossAttentionLayer, add_cross_attention_effect, cross_attention_layers
-from ..attention.layer_choice import LAYER_CHOICES, choose_layers
+from ..attention.layer_choice import LAYER_OPTIONS, choose_layers
 from ..attention.prompt_tokens import clip_tokenizer
 from ..common.comfy_node_api import io
+from ..common.option_keys import Option, OptionKeys, all_valid
 from ..common.socket_types import AttentionMaps
 from .ip2p_model import require_instruct_pix2pix
 
 # ZONE's branches [instruction + image, ∅ + image, ∅ + ∅] are the guider roles positive, middle and negative of
 # DualCFGGuider (cond1, cond2, negative) and of Fused Instruct Guider.
 BRANCHES: dict[str, tuple[str, ...]] = {
-    "null instruction: ∅+image and ∅+∅ (ZONE)": ("middle", "negative"),
-    "∅+image (middle)": ("middle",),
-    "∅+∅ (negative)": ("negative",),
-    "instruction+image (positive)": ("positive",),
-    "all three": ("positive", "middle", "negative"),
+    "null_instruction": ("middle", "negative"),
+    "middle": ("middle",),
+    "negative": ("negative",),
+    "positive": ("positive",),
+    "all": ("positive", "middle", "negative"),
 }
 
 
-DEFAULT_BRANCHES = "null instruction: ∅+image and ∅+∅ (ZONE)"
+BRANCH_OPTIONS = OptionKeys(
+    Option(
+        "null_instruction",
+        "∅+image and ∅+∅, the null-instruction branches (ZONE)",
+        "null instruction: ∅+image and ∅+∅ (ZONE)",
+    ),
+    Option("middle", "∅+image, the middle branch", "∅+image (middle)"),
+    Option("negative", "∅+∅, the negative branch", "∅+∅ (negative)"),
+    Option("positive", "instruction+image, the positive branch", "instruction+image (positive)"),
+    Option("all", "all three branches", "all three"),
+)
 
 
-ZONE_LAYERS = "ZONE: coarsest input/output layers (16×16 at 512 px)"
+DEFAULT_BRANCHES = "null_instruction"
+
+
+ZONE_LAYERS = "zone"
+
+
+ZONE_LAYER_OPTIONS = OptionKeys(
+    Option(
+        ZONE_LAYERS,
+        "the coarsest input/output layers (16×16 at 512 px)",
+        "ZONE: coarsest input/output layers (16×16 at 512 px)",
+    ),
+    *LAYER_OPTIONS.options,
+)
 
 
 NULL_PROMPT_TOKENS = 77
@@ -97,17 +121,21 @@ class InstructionLocator(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "branches",
-                    options=list(BRANCHES),
+                    options=BRANCH_OPTIONS.keys,
                     default=DEFAULT_BRANCHES,
-                    tooltip="Guidance branches to average: ZONE (released code) uses the two null-instruction ones, "
-                    "whose attention is edit-aware.",
+                    tooltip=BRANCH_OPTIONS.tooltip(
+                        "Guidance branches to average: ZONE (released code) uses the two null-instruction ones, "
+                        "whose attention is edit-aware."
+                    ),
                 ),
                 io.Combo.Input(
                     "layers",
-                    options=[ZONE_LAYERS, *LAYER_CHOICES],
+                    options=ZONE_LAYER_OPTIONS.keys,
                     default=ZONE_LAYERS,
-                    tooltip="Layers by token-grid size; ZONE averages the input and output layers at 1/32 of the "
-                    "image (16×16 at 512 px), never the middle block.",
+                    tooltip=ZONE_LAYER_OPTIONS.tooltip(
+                        "Layers by token-grid size; ZONE averages the input and output layers at 1/32 of the "
+                        "image (16×16 at 512 px), never the middle block."
+                    ),
                 ),
             ],
             outputs=[
@@ -120,6 +148,10 @@ class InstructionLocator(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, branches: str | None = None, layers: str | None = None) -> bool | str:
+        return all_valid(BRANCH_OPTIONS.validate("branches", branches), ZONE_LAYER_OPTIONS.validate("layers", layers))
+
+    @classmethod
     def execute(cls, model, clip, instruction: str, branches: str, layers: str) -> io.NodeOutput:
         return io.NodeOutput(*locate(model, end_token_position(clip, instruction), branches, layers))
 
@@ -130,8 +162,8 @@ def locate(model: ModelPatcher, end_position: int, branches: str, layers: str) -
     One capture per branch writes into the shared store, so each layer's running mean is over steps × branches.
     """
     require_instruct_pix2pix(model)
-    if branches not in BRANCHES:
-        raise ValueError(f"unknown branches {branches!r}; expected one of {list(BRANCHES)}")
+    branches = BRANCH_OPTIONS.key("branches", branches)
+    layers = ZONE_LAYER_OPTIONS.key("layers", layers)
     available = cross_attention_layers(model)
     chosen = zone_layers(available) if layers == ZONE_LAYERS else choose_layers(available, layers)
     store = AttentionStore(words={START_TOKEN: [0], END_TOKEN: [end_position]})
@@ -146,14 +178,17 @@ def locate(model: ModelPatcher, end_position: int, branches: str, layers: str) -
 LATENT_TO_IMAGE = 8
 
 
-RULES: dict[str, int | None] = {
-    "released code: D ≤ 54": RELEASED_THRESHOLD,
-    "paper: D < 128": PAPER_THRESHOLD,
-    "custom: D < threshold": None,
-}
+RULES: dict[str, int | None] = {"released": RELEASED_THRESHOLD, "paper": PAPER_THRESHOLD, "custom": None}
 
 
-DEFAULT_RULE = "released code: D ≤ 54"
+RULE_OPTIONS = OptionKeys(
+    Option("released", "D ≤ 54, as the released code computes it", "released code: D ≤ 54"),
+    Option("paper", "D < 128, the paper's rule", "paper: D < 128"),
+    Option("custom", "D < threshold", "custom: D < threshold"),
+)
+
+
+DEFAULT_RULE = "released"
 
 
 def start_end_maps(store: AttentionStore) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,10 +224,9 @@ class EditRegionFromAttention(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "rule",
-                    options=list(RULES),
+                    options=RULE_OPTIONS.keys,
                     default=DEFAULT_RULE,
-                    tooltip="Edit region {D ≤ 54} as the released code computes it, the paper's {D < 128}, or "
-                    "{D < threshold}.",
+                    tooltip=RULE_OPTIONS.tooltip("The edit region: where the difference D is below the limit."),
                 ),
                 io.Int.Input(
                     "threshold",
@@ -209,9 +243,12 @@ class EditRegionFromAttention(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, rule: str | None = None) -> bool | str:
+        return RULE_OPTIONS.validate("rule", rule)
+
+    @classmethod
     def execute(cls, attention: AttentionStore, latent: dict, rule: str, threshold: int) -> io.NodeOutput:
-        if rule not in RULES:
-            raise ValueError(f"unknown rule {rule!r}; expected one of {list(RULES)}")
+        rule = RULE_OPTIONS.key("rule", rule)
         bos, eos = start_end_maps(attention)
         samples = latent["samples"]
         if samples.shape[0] != bos.shape[0]:

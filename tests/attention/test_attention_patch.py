@@ -141,7 +141,7 @@ def one_step_positive_maps(model, guider_kind: str, sd15) -> torch.Tensor:
     from comfy_extras.nodes_custom_sampler import Guider_DualCFG
 
     positive, negative = encode(sd15.clip, PROMPT), encode(sd15.clip, "text, watermark, blurry")
-    model, store, _ = capture(model, sd15.clip, "cat", layers="1/8 (64×64 at 512 px)")
+    model, store, _ = capture(model, sd15.clip, "cat", layers="1_8")
     if guider_kind == "cfg":
         guider = comfy.samplers.CFGGuider(model)
         guider.set_conds(positive, negative)

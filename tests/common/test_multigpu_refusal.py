@@ -34,13 +34,13 @@ def test_null_text_inversion_refuses_a_model_split_over_gpus(sd15):
         guidance=7.5,
         inner_steps=2,
         epsilon=1e-5,
-        mode="null-text (optimised)",
+        mode="null_text",
     )
     message = r"model: null-text inversion backpropagates through the UNet, but this MODEL is split over 2 devices"
     with torch.inference_mode(), pytest.raises(ValueError, match=message):
         NullTextInversion.execute(model=split_over_gpus(sd15.model), **inputs)
     with torch.inference_mode():
-        plain = NullTextInversion.execute(model=split_over_gpus(sd15.model), **{**inputs, "mode": "plain DDIM (fast)"})
+        plain = NullTextInversion.execute(model=split_over_gpus(sd15.model), **{**inputs, "mode": "plain_ddim"})
     assert torch.isfinite(plain.result[0].noise).all()
 
 

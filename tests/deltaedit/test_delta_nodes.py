@@ -233,7 +233,7 @@ def test_a_folder_that_does_not_exist_is_named(delta, trained):
         train(delta, trained.joint, folder="no/such/folder")
 
 
-DEFAULT_INPUTS = {"method": "delta mapper", "strength": 1.0, "threshold": 0.03}
+DEFAULT_INPUTS = {"method": "delta_mapper", "strength": 1.0, "threshold": 0.03}
 
 
 def fixture_inputs(delta, trained, direction) -> dict:

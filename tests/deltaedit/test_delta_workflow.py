@@ -56,7 +56,7 @@ def test_the_workflow_is_the_stock_unclip_path_with_a_delta_edit_in_the_middle(p
     trainer = node_of(prompt, "PreciseEdit_DeltaMapperTrainer")["inputs"]
     assert trainer["folder"] == "deltaedit_faces" and trainer["steps"] == 2000
     edit = node_of(prompt, "PreciseEdit_ApplyDeltaEdit")["inputs"]
-    assert edit["method"] == "delta mapper" and edit["strength"] == 1.0 and edit["threshold"] == 0.03
+    assert edit["method"] == "delta_mapper" and edit["strength"] == 1.0 and edit["threshold"] == 0.03
     assert (edit["threshold_mode"], edit["relative_threshold"]) == ("relative", 0.25)
     assert prompt[edit["clip_vision_output"][0]]["class_type"] == "CLIPVisionEncode"
     sources = sorted(

@@ -11,7 +11,7 @@ from harness.executor import last_events
 
 SOURCE_FILE = "pe_inversion_source.latent"
 STEPS, INNER, GUIDANCE = 5, 5, 7.5
-NULL_TEXT, PLAIN_DDIM = "null-text (optimised)", "plain DDIM (fast)"
+NULL_TEXT, PLAIN_DDIM = "null_text", "plain_ddim"
 NOTEBOOK_EPSILON = 1e-5
 # Early stopping needs a threshold at the scale of this model's step losses (0.1 to 1.5), far above a trained
 # model's: it then stops the first steps only.
@@ -223,7 +223,7 @@ def invert_directly(loaded, **changes):
         ({"latent": {"samples": torch.zeros(1, 16, *LATENT_HW)}}, "latent: 16 channels, this model's latents have 4"),
         ({"latent": {"samples": torch.full((1, 4, *LATENT_HW), float("nan"))}}, "latent: the latent contains NaN"),
         ({"steps": 0}, "steps: at least 1 step is needed"),
-        ({"mode": "exact"}, "mode: expected one of"),
+        ({"mode": "exact"}, "mode: 'exact' is not one of null_text, negative_prompt, plain_ddim"),
     ],
 )
 def test_bad_inputs_give_errors_naming_the_input(loaded, changes, message):

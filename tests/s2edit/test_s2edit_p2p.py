@@ -18,7 +18,7 @@ EDIT_DEFAULTS = dict(
     word_weights="",
     blend_words="",
     blend_threshold=0.3,
-    output="source and edit",
+    output="source_and_edit",
 )
 
 
@@ -53,7 +53,7 @@ def inversions(sd15):
 
 @pytest.fixture(scope="module")
 def plain(inversions):
-    return inversions["plain DDIM (fast)"]
+    return inversions["plain_ddim"]
 
 
 def run_edit(sd15, inversion, target: str = DOG, source: str = PROMPT, model=None, **options):
@@ -110,7 +110,7 @@ def edit_with_step_maps(sd15, inversion, plan, before_edit: bool = False):
 def test_identical_prompts_give_the_reconstruction(sd15, inversions):
     from precise_edit.nodes.s2edit.inversion import reconstruct
 
-    inversion = inversions["null-text (optimised)"]
+    inversion = inversions["null_text"]
     with torch.inference_mode():
         reconstruction = reconstruct(sd15.model, inversion, encode(sd15.clip, PROMPT))
     latent, mask = run_edit(sd15, inversion, PROMPT, cross_replace=0.8, self_replace=0.5, word_weights="")
@@ -305,9 +305,7 @@ def compositional(identity):
     return Identity((identity.tokens[0], attribute), identity.source_prompt, None)
 
 
-def invert_node(
-    sd15, text: str, identity=None, clip=None, positive_text: str | None = None, mode: str = "plain DDIM (fast)"
-):
+def invert_node(sd15, text: str, identity=None, clip=None, positive_text: str | None = None, mode: str = "plain_ddim"):
     """Null-Text Inversion of the source under ``text``, given the caption (and identity) as a user would;
     ``positive_text`` encodes another caption than ``text`` into the positive input."""
     from precise_edit.nodes.s2edit.nodes_edit import NullTextInversion
@@ -419,7 +417,7 @@ def test_the_identity_edit_replays_the_masked_inversion_in_its_source_row(sd15, 
 def test_the_edit_source_row_retraces_a_null_text_optimisation_made_with_the_identity_mask(sd15, identity):
     from precise_edit.core.s2edit.ddim_inversion import to_variance_preserving
 
-    inversion = invert_node(sd15, IDENTITY_SOURCE, identity, mode="null-text (optimised)")
+    inversion = invert_node(sd15, IDENTITY_SOURCE, identity, mode="null_text")
     scale = sd15.model.model.latent_format.scale_factor
     reached = to_variance_preserving(inversion.optimisation.reconstruction, inversion.schedule.sigmas[0]) / scale
     latent, _ = run_edit(sd15, inversion, IDENTITY_SOURCE, IDENTITY_SOURCE, identity=identity)

@@ -42,13 +42,13 @@ def base_graph() -> dict:
         "4": {"class_type": "PreciseEdit_SpatialControl", "inputs": {"threshold": 0.3}},
         "6": {
             "class_type": "PreciseEdit_OrthogonalityLoss",
-            "inputs": {"clip": ["1", 1], "source_prompt": "", "weight": LAMBDA, "vectors": "EOS output · [I] output"},
+            "inputs": {"clip": ["1", 1], "source_prompt": "", "weight": LAMBDA, "vectors": "eos_output_i_output"},
         },
     }
 
 
 def report_node(trainer_id: str) -> dict:
-    inputs = {"clip": [trainer_id, 1], "source_prompt": "", "weight": 0.0, "vectors": "EOS output · [I] output"}
+    inputs = {"clip": [trainer_id, 1], "source_prompt": "", "weight": 0.0, "vectors": "eos_output_i_output"}
     return {"class_type": "PreciseEdit_OrthogonalityLoss", "inputs": {**inputs, "identity": [trainer_id, 2]}}
 
 
@@ -192,7 +192,7 @@ def test_orthogonality_drives_the_cosine_below_0_05_only_when_enabled(run_graph,
         steps=ORTHOGONALITY_STEPS,
         train_text_encoder=True,
         text_encoder_learning_rate=ORTHOGONALITY_TEXT_ENCODER_LR,
-        learning_rate_schedule="linear to 0",
+        learning_rate_schedule="linear",
         mask=["3", 0],
         spatial_control=["4", 0],
     )
@@ -203,7 +203,7 @@ def test_orthogonality_drives_the_cosine_below_0_05_only_when_enabled(run_graph,
     enabled, disabled = on["7"][1], off["7"][1]
     initial = float(on["5"][2].metadata["initial_cosine_[I]"])
     assert off["5"][2].metadata["semantic_weight"] == "0.0"
-    assert on["5"][2].metadata["learning_rate_schedule"] == "linear to 0"
+    assert on["5"][2].metadata["learning_rate_schedule"] == "linear"
     assert initial > 0.8 and enabled < 0.05 and disabled > 0.9, (initial, enabled, disabled)
 
 

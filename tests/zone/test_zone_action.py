@@ -201,14 +201,14 @@ def test_training_on_the_shipped_dataset_beats_chance_on_held_out_instructions(s
 def test_bad_inputs_get_clear_errors(sd15, comfy):
     from precise_edit.nodes.zone.nodes_instruct import ActionClassifier, ActionClassifierTrainer, read_instructions
 
-    assert ActionClassifier.execute("remove the dog", "(keyword rules)", "auto").result[:4] == (
+    assert ActionClassifier.execute("remove the dog", "keyword_rules", "auto").result[:4] == (
         "remove",
         0.2,
         "original",
         True,
     )
     with pytest.raises(ValueError, match="instruction is empty"):
-        ActionClassifier.execute("   ", "(keyword rules)", "auto")
+        ActionClassifier.execute("   ", "keyword_rules", "auto")
     torch.save({"weight": torch.zeros(2)}, comfy.models_dir / "action_classifiers" / "not_a_classifier.pth")
     with pytest.raises(ValueError, match="connect clip"):
         ActionClassifier.execute("remove the dog", "not_a_classifier.pth", "auto")

@@ -13,7 +13,7 @@ def graph(instruction: str) -> dict:
         "2": {"class_type": "EmptyImage", "inputs": {"width": 48, "height": 32, "batch_size": 1, "color": EDITED}},
         "3": {
             "class_type": "PreciseEdit_ActionClassifier",
-            "inputs": {"instruction": instruction, "classifier": "(keyword rules)", "decision_rule": "auto"},
+            "inputs": {"instruction": instruction, "classifier": "keyword_rules", "decision_rule": "auto"},
         },
         "4": {
             "class_type": "PreciseEdit_ImageToSegment",
