@@ -50,6 +50,9 @@ def cached_state_dict(
     try:
         save_file(state, tmp)
         os.replace(tmp, path)
+        for stale in path.parent.glob(f"{name}-*.safetensors"):
+            if stale != path:
+                stale.unlink()
     finally:
         Path(tmp).unlink(missing_ok=True)
     return state
