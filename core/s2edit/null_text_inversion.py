@@ -107,7 +107,7 @@ def reconstruction_loss(x_rec: torch.Tensor, pivot: torch.Tensor, sigma: torch.T
     return (to_variance_preserving(x_rec, sigma) - to_variance_preserving(pivot, sigma)).square().sum()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _StepOutcome:
     null: torch.Tensor
     x_next: torch.Tensor
@@ -122,6 +122,7 @@ def _optimise_step(
     predictor: GuidedPredictor,
     x: torch.Tensor,
     null: torch.Tensor,
+    *,
     sigma: torch.Tensor,
     sigma_prev: torch.Tensor,
     pivot: torch.Tensor,
@@ -142,7 +143,13 @@ def _optimise_step(
         loss_value = loss.item() / elements
         if loss_value < threshold:
             return _StepOutcome(
-                null.detach(), x_rec.detach(), guided.detach(), loss_value, iteration, True, 1 + iteration
+                null=null.detach(),
+                x_next=x_rec.detach(),
+                eps=guided.detach(),
+                loss=loss_value,
+                iterations=iteration,
+                early_stopped=True,
+                evaluations=1 + iteration,
             )
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -152,13 +159,22 @@ def _optimise_step(
         eps = classifier_free_guidance(predictor.unconditional(x, sigma, null), eps_cond, settings.guidance)
         x_next = ddim_step(x, eps, sigma, sigma_prev)
         loss_value = reconstruction_loss(x_next, pivot, sigma_prev).item() / elements
-    return _StepOutcome(null, x_next, eps, loss_value, settings.inner_steps, False, settings.inner_steps + 2)
+    return _StepOutcome(
+        null=null,
+        x_next=x_next,
+        eps=eps,
+        loss=loss_value,
+        iterations=settings.inner_steps,
+        early_stopped=False,
+        evaluations=settings.inner_steps + 2,
+    )
 
 
 def optimise_null_text(
     predictor: GuidedPredictor,
     trajectory: torch.Tensor,
     schedule: DDIMSchedule,
+    *,
     null: torch.Tensor,
     settings: NullTextSettings,
     on_step: StepCallback | None = None,
@@ -179,12 +195,12 @@ def optimise_null_text(
             predictor,
             x,
             null,
-            sigma,
-            sigmas[steps - i - 1],
-            trajectory[steps - i - 1],
-            learning_rate(i, steps, settings.learning_rate),
-            early_stop_threshold(i, steps, settings.epsilon),
-            settings,
+            sigma=sigma,
+            sigma_prev=sigmas[steps - i - 1],
+            pivot=trajectory[steps - i - 1],
+            rate=learning_rate(i, steps, settings.learning_rate),
+            threshold=early_stop_threshold(i, steps, settings.epsilon),
+            settings=settings,
         )
         outcomes.append(outcome)
         if on_step is not None:

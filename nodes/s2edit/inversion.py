@@ -174,7 +174,12 @@ def invert(
             if optimising:
                 null = cross_attention_of(predictor.negative).float()
                 results["null_text"] = optimise_null_text(
-                    predictor, trajectory, schedule, null, settings, lambda i, x0: progress(steps + i, x0, None, total)
+                    predictor,
+                    trajectory,
+                    schedule,
+                    null=null,
+                    settings=settings,
+                    on_step=lambda i, x0: progress(steps + i, x0, None, total),
                 )
             return trajectory[-1]
 

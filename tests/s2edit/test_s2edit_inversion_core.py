@@ -131,7 +131,7 @@ def run(toy, **settings):
     predictor, schedule, trajectory = toy
     predictor.evaluations = 0
     null = predictor.default_null.clone()
-    result = optimise_null_text(predictor, trajectory, schedule, null, NullTextSettings(**settings))
+    result = optimise_null_text(predictor, trajectory, schedule, null=null, settings=NullTextSettings(**settings))
     assert torch.equal(null, predictor.default_null), "the starting embedding was modified"
     assert result.unet_evaluations == predictor.evaluations
     return result
