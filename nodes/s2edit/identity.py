@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IdentityToken:
     """One learned placeholder token.
 
@@ -34,7 +34,7 @@ class IdentityToken:
     subject: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Identity:
     """The result of identity-token training (S2Edit §3.2), carried by the PE_IDENTITY socket.
 

@@ -313,16 +313,18 @@ class IdentityTokenTrainer(io.ComfyNode):
         save_safetensors_atomically(result.lora, save_folder(LORAS) / f"{stem}.safetensors", metadata)
         tokens = tuple(
             IdentityToken(
-                s.placeholder,
-                s.embedding_name,
-                result.vectors[s.embedding_name],
-                result.masks[s.placeholder] if spatial_control is not None else s.mask,
-                s.prompt,
-                s.noun,
+                placeholder=s.placeholder,
+                embedding_name=s.embedding_name,
+                vectors=result.vectors[s.embedding_name],
+                mask=result.masks[s.placeholder] if spatial_control is not None else s.mask,
+                source_prompt=s.prompt,
+                subject=s.noun,
             )
             for s in subjects
         )
-        identity = Identity(tokens, prompt, f"{stem}.safetensors", result.lora, metadata)
+        identity = Identity(
+            tokens=tokens, source_prompt=prompt, lora_name=f"{stem}.safetensors", lora=result.lora, metadata=metadata
+        )
         trained_model, trained_clip = comfy.sd.load_lora_for_models(model, clip, result.lora, 1.0, 1.0)
         return io.NodeOutput(trained_model, trained_clip, identity, progress.curve_image())
 
@@ -338,7 +340,7 @@ def _eos_row(clip: CLIP, text: str) -> torch.Tensor:
     return clip.encode_from_tokens(tokens)[0, position]
 
 
-def token_cosine(clip: CLIP, identity: Identity, token: IdentityToken, vectors: str, source_prompt: str) -> float:
+def token_cosine(clip: CLIP, identity: Identity, token: IdentityToken, *, vectors: str, source_prompt: str) -> float:
     """|cos(e_P, e_[I])| of a learned token, encoded by ``clip`` (the trainer's CLIP output) as the trainer does."""
     prompt = source_prompt.strip() or remove_placeholder(token.source_prompt, token.placeholder)
     expanded = identity.expand(token.source_prompt)
@@ -413,7 +415,10 @@ class OrthogonalityLoss(io.ComfyNode):
         if identity is None:
             blocker = ExecutionBlocker("COSINE and REPORT need an identity connected to the identity input")
             return io.NodeOutput(term, blocker, blocker)
-        cosines = {t.placeholder: token_cosine(clip, identity, t, vectors, source_prompt) for t in identity.tokens}
+        cosines = {
+            t.placeholder: token_cosine(clip, identity, t, vectors=vectors, source_prompt=source_prompt)
+            for t in identity.tokens
+        }
         report = ", ".join(f"{p}: |cos| = {c:.4f}" for p, c in cosines.items())
         return io.NodeOutput(term, cosines[identity.tokens[0].placeholder], report)
 

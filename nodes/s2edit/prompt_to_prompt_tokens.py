@@ -21,7 +21,7 @@ REPLACE = "replace"
 REFINE = "refine"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PromptTokens:
     """A prompt's flat token sequence (CLIP chunks of 77 concatenated), its words' positions and the positions of
     the start, end and padding tokens."""
@@ -71,7 +71,13 @@ def prompt_tokens(clip: CLIP, text: str, name: str) -> PromptTokens:
             "space-separated words taken one by one; write weights per word, e.g. '(red:1.2) (hat:1.2)' rather "
             "than '(red hat:1.2)'"
         )
-    return PromptTokens(text, tuple(tokens), tuple(words), tuple(positions), tuple(specials))
+    return PromptTokens(
+        text=text,
+        tokens=tuple(tokens),
+        words=tuple(words),
+        word_positions=tuple(positions),
+        specials=tuple(specials),
+    )
 
 
 def choose_controller(source: PromptTokens, target: PromptTokens, controller: str) -> str:

@@ -279,7 +279,14 @@ def saved_token(placeholder: str, name: str, seed: int, mask: torch.Tensor | Non
     vector = torch.randn(1, 768, generator=torch.Generator().manual_seed(seed)) * 0.02
     directory = folder_paths.get_folder_paths("embeddings")[0]
     safetensors.torch.save_file({"clip_l": vector}, f"{directory}/{name}.safetensors")
-    return IdentityToken(placeholder, name, {"clip_l": vector}, mask, "a photo of a [I] cat", "cat")
+    return IdentityToken(
+        placeholder=placeholder,
+        embedding_name=name,
+        vectors={"clip_l": vector},
+        mask=mask,
+        source_prompt="a photo of a [I] cat",
+        subject="cat",
+    )
 
 
 def box_mask(rows: slice, columns: slice) -> torch.Tensor:
@@ -293,7 +300,7 @@ def identity(comfy):
     from precise_edit.nodes.s2edit.identity import Identity
 
     token = saved_token("[I]", "pe_p2p_test_identity", 3, box_mask(slice(16, 48), slice(8, 56)))
-    return Identity((token,), token.source_prompt, None)
+    return Identity(tokens=(token,), source_prompt=token.source_prompt, lora_name=None)
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +309,7 @@ def compositional(identity):
     from precise_edit.nodes.s2edit.identity import Identity
 
     attribute = saved_token("[A]", "pe_p2p_test_attribute", 4, box_mask(slice(0, 64), slice(64, 96)))
-    return Identity((identity.tokens[0], attribute), identity.source_prompt, None)
+    return Identity(tokens=(identity.tokens[0], attribute), source_prompt=identity.source_prompt, lora_name=None)
 
 
 def invert_node(sd15, text: str, identity=None, clip=None, positive_text: str | None = None, mode: str = "plain_ddim"):

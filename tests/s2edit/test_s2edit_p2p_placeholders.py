@@ -30,8 +30,17 @@ def identity(comfy):
     ):
         vector = torch.randn(1, 768, generator=generator) * 0.02
         safetensors.torch.save_file({"clip_l": vector}, f"{directory}/{name}.safetensors")
-        tokens.append(IdentityToken(placeholder, name, {"clip_l": vector}, token_mask, SOURCE, subject))
-    return Identity(tuple(tokens), SOURCE, None)
+        tokens.append(
+            IdentityToken(
+                placeholder=placeholder,
+                embedding_name=name,
+                vectors={"clip_l": vector},
+                mask=token_mask,
+                source_prompt=SOURCE,
+                subject=subject,
+            )
+        )
+    return Identity(tokens=tuple(tokens), source_prompt=SOURCE, lora_name=None)
 
 
 def plan(sd15, identity, word_weights: str = "", blend_words: str = ""):
