@@ -31,7 +31,7 @@ class AttentionMaskResult:
     example: dict[str, np.ndarray]
 
 
-def _words(sample: world.Sample) -> dict[str, np.ndarray]:
+def word_masks(sample: world.Sample) -> dict[str, np.ndarray]:
     """Colour words and unique shape words of a scene, each with its ground-truth mask."""
     objects = sample.labels["objects"]
     words = {obj.colour: sample.masks[obj.colour] for obj in objects}
@@ -42,9 +42,10 @@ def _words(sample: world.Sample) -> dict[str, np.ndarray]:
     return words
 
 
-def capture(caption: str, words: list[str], seed: int, image_name: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """Sample ``caption`` (or denoise the input image ``image_name`` from REAL_DENOISE) with attention captured;
-    return the decoded image [H, W, 3] and the binary word masks [words, H, W]."""
+def capture_graph(caption: str, words: list[str], seed: int, image_name: str | None) -> tuple[graphs.Graph, str, str]:
+    """The graph: sample ``caption`` (or denoise the input image ``image_name`` from REAL_DENOISE) while Capture
+    Cross-Attention records ``words``; Attention To Mask thresholds their maps. Returns the graph and the ids of the
+    mask node and the decoder."""
     graph = graphs.Graph()
     models = graphs.load(graph)
     positive = graphs.encode(graph, models.clip, caption)
@@ -67,7 +68,12 @@ def capture(caption: str, words: list[str], seed: int, image_name: str | None) -
         source = graphs.encode_image(graph, models.vae, image_name)
         latent = graphs.denoise(graph, [recorder, 0], positive, negative, source, seed, REAL_DENOISE)
     to_mask = graph.add("PreciseEdit_AttentionToMask", attention=[recorder, 1], latent=latent, threshold=THRESHOLD)
-    decoded = graphs.decode(graph, models.vae, latent)
+    return graph, to_mask, graphs.decode(graph, models.vae, latent)
+
+
+def capture(caption: str, words: list[str], seed: int, image_name: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``capture_graph``; return the decoded image [H, W, 3] and the binary word masks [words, H, W]."""
+    graph, to_mask, decoded = capture_graph(caption, words, seed, image_name)
     out = run(graph.nodes, [to_mask, decoded])
     masks = out[to_mask][0].cpu().numpy() > 0.5
     return metrics.as_numpy_image(out[decoded][0]), masks
@@ -80,7 +86,7 @@ def measure(count: int = 12, seed: int = 500) -> AttentionMaskResult:
     example: dict[str, np.ndarray] = {}
     for index in range(count):
         sample = world.scene(seed + index, held_out=None, count=2)
-        words = _words(sample)
+        words = word_masks(sample)
         name = save_input_image(sample.image, f"lab_attention_{seed + index}.png")
         for kind, image_name in (("generated", None), ("real", name)):
             image, masks = capture(sample.caption, list(words), seed + index, image_name)

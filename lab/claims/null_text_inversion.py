@@ -29,7 +29,12 @@ class InversionResult:
     examples: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _run_one(sample: world.Sample, kind: str, seed: int, new_colour: str) -> dict[str, np.ndarray]:
+def inversion_graph(
+    sample: world.Sample, kind: str, seed: int, new_colour: str, image_name: str
+) -> tuple[graphs.Graph, dict[str, str]]:
+    """Source latent (sampled, or the world render ``image_name`` encoded), inverted in null-text and plain DDIM
+    mode, each reconstructed; the real image's null-text inversion also edited (first object's colour swapped).
+    Returns the graph and the decoder id of the source, each reconstruction and the edit."""
     graph = graphs.Graph()
     models = graphs.load(graph)
     caption = sample.caption
@@ -38,7 +43,7 @@ def _run_one(sample: world.Sample, kind: str, seed: int, new_colour: str) -> dic
     if kind == "generated":
         latent = graphs.sample(graph, models.model, positive, negative, seed)
     else:
-        latent = graphs.encode_image(graph, models.vae, save_input_image(sample.image, f"lab_nti_{seed}.png"))
+        latent = graphs.encode_image(graph, models.vae, image_name)
     nodes = {"source": graphs.decode(graph, models.vae, latent)}
     for mode in (graphs.NULL_TEXT, graphs.PLAIN_DDIM):
         inversion = graphs.invert(graph, models, positive, negative, latent, caption, mode)
@@ -47,6 +52,12 @@ def _run_one(sample: world.Sample, kind: str, seed: int, new_colour: str) -> dic
             first = sample.labels["objects"][0]
             target = caption.replace(f" {first.colour} ", f" {new_colour} ", 1)
             nodes["edit"] = graphs.decode(graph, models.vae, graphs.edit(graph, models, inversion, caption, target))
+    return graph, nodes
+
+
+def _run_one(sample: world.Sample, kind: str, seed: int, new_colour: str) -> dict[str, np.ndarray]:
+    image_name = save_input_image(sample.image, f"lab_nti_{seed}.png") if kind == "real" else ""
+    graph, nodes = inversion_graph(sample, kind, seed, new_colour, image_name)
     out = run(graph.nodes, list(nodes.values()))
     return {name: out[node][0].cpu().float().numpy() for name, node in nodes.items()}
 

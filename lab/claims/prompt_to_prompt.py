@@ -43,7 +43,7 @@ class PromptToPromptResult:
     examples: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _scene(index: int, seed: int) -> tuple[world.Sample, str]:
+def scene_and_new_colour(index: int, seed: int) -> tuple[world.Sample, str]:
     """A two-object training scene whose first object is flat, and a colour not in it."""
     rng_seed = seed + index
     while True:
@@ -66,34 +66,42 @@ def _changed(edit: np.ndarray, old: str, new: str, position: str | None) -> bool
     return reading.position == position and probe.read_colour(edit, old).position is None
 
 
-def measure(count: int = 6, seed: int = 700) -> PromptToPromptResult:
+def edit_graph(sample: world.Sample, new_colour: str, seed: int) -> tuple[graphs.Graph, dict[str, str]]:
+    """Sample the scene's caption, invert it (null-text), and edit it: swap the first object's colour with and
+    without injection, refine it to 'striped' with and without, re-weight its colour word. Returns the graph and the
+    decoder id of each run (each decodes the batch [source reconstruction, edit])."""
+    first = sample.labels["objects"][0]
+    source = sample.caption
+    swapped = source.replace(f" {first.colour} ", f" {new_colour} ", 1)
+    refined = source.replace(f"{first.colour} {first.shape}", f"{first.colour} striped {first.shape}", 1)
+    graph = graphs.Graph()
+    models = graphs.load(graph)
+    positive = graphs.encode(graph, models.clip, source)
+    negative = graphs.encode(graph, models.clip, "")
+    latent = graphs.sample(graph, models.model, positive, negative, seed)
+    inversion = graphs.invert(graph, models, positive, negative, latent, source)
+    runs = {
+        "swap_inj": graphs.edit(graph, models, inversion, source, swapped, "replace"),
+        "swap_plain": graphs.edit(graph, models, inversion, source, swapped, "replace", 0.0, 0.0),
+        "refine_inj": graphs.edit(graph, models, inversion, source, refined, "refine"),
+        "refine_plain": graphs.edit(graph, models, inversion, source, refined, "refine", 0.0, 0.0),
+    }
+    for weight in WEIGHTS:
+        runs[f"weight_{weight}"] = graphs.edit(
+            graph, models, inversion, source, source, "replace", word_weights=f"{first.colour}:{weight}"
+        )
+    return graph, {name: graphs.decode(graph, models.vae, link) for name, link in runs.items()}
+
+
+def measure(count: int = 4, seed: int = 700) -> PromptToPromptResult:
     swap_inj, swap_plain, changed_inj, changed_plain, other_inj, other_plain = [], [], [], [], [], []
     refine_inj, refine_plain, striped_inj, striped_plain = [], [], [], []
     areas: dict[float, list[float]] = {weight: [] for weight in WEIGHTS}
     examples: dict[str, np.ndarray] = {}
     for index in range(count):
-        sample, new_colour = _scene(index, seed)
+        sample, new_colour = scene_and_new_colour(index, seed)
         first, second = sample.labels["objects"]
-        source = sample.caption
-        swapped = source.replace(f" {first.colour} ", f" {new_colour} ", 1)
-        refined = source.replace(f"{first.colour} {first.shape}", f"{first.colour} striped {first.shape}", 1)
-        graph = graphs.Graph()
-        models = graphs.load(graph)
-        positive = graphs.encode(graph, models.clip, source)
-        negative = graphs.encode(graph, models.clip, "")
-        latent = graphs.sample(graph, models.model, positive, negative, seed + index)
-        inversion = graphs.invert(graph, models, positive, negative, latent, source)
-        runs = {
-            "swap_inj": graphs.edit(graph, models, inversion, source, swapped, "replace"),
-            "swap_plain": graphs.edit(graph, models, inversion, source, swapped, "replace", 0.0, 0.0),
-            "refine_inj": graphs.edit(graph, models, inversion, source, refined, "refine"),
-            "refine_plain": graphs.edit(graph, models, inversion, source, refined, "refine", 0.0, 0.0),
-        }
-        for weight in WEIGHTS:
-            runs[f"weight_{weight}"] = graphs.edit(
-                graph, models, inversion, source, source, "replace", word_weights=f"{first.colour}:{weight}"
-            )
-        decoders = {name: graphs.decode(graph, models.vae, link) for name, link in runs.items()}
+        graph, decoders = edit_graph(sample, new_colour, seed + index)
         out = run(graph.nodes, list(decoders.values()))
         images = {name: _decoded(out, node) for name, node in decoders.items()}
         reconstruction = images["swap_inj"][0]

@@ -1,0 +1,160 @@
+"""``python -m lab.workflows.build``: write one UI workflow per claim from the graphs the claims measure.
+
+Each claim's API-format graph (``lab.claims.*``) for one world sample is laid out as a UI workflow (the format the
+frontend saves: nodes with sockets and ``widgets_values``, links) with SaveImage nodes on its images and masks, so
+the workflow a person opens runs exactly what the claim measured. The input images it loads are written beside it,
+in ``input/``. ``tests/lab`` converts each file back with the harness's converter and compares.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from lab import graphs, world
+
+FOLDER = Path(__file__).resolve().parent
+INPUT = FOLDER / "input"
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+def _is_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
+
+
+def _widget_values(node: dict[str, Any], info: dict[str, Any]) -> list[Any]:
+    """``widgets_values`` in the frontend's layout: each widget input in order, a seed followed by its control
+    value, an image upload combo by its button's value."""
+    values = []
+    for section in ("required", "optional"):
+        for name in info["input_order"].get(section, []):
+            spec = info["input"][section][name]
+            kind, options = spec[0], spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+            if not (isinstance(kind, list) or kind in WIDGET_TYPES) or options.get("forceInput"):
+                continue
+            value = node["inputs"].get(name, options.get("default"))
+            if _is_link(value):
+                raise ValueError(f"{node['class_type']}.{name}: linked widget inputs are not laid out here")
+            values.append(value)
+            if kind == "INT" and options.get("control_after_generate", name in ("seed", "noise_seed")):
+                values.append("fixed")
+            if (isinstance(kind, list) or kind == "COMBO") and options.get("image_upload"):
+                values.append("image")
+    return values
+
+
+def api_to_ui(prompt: dict[str, dict[str, Any]], object_info: dict[str, Any]) -> dict[str, Any]:
+    """A UI-format workflow with the nodes and links of an API-format ``prompt`` (ids kept), laid out by depth."""
+    links: list[list[Any]] = []
+    depth: dict[str, int] = {}
+
+    def level(node_id: str) -> int:
+        if node_id not in depth:
+            sources = [value[0] for value in prompt[node_id]["inputs"].values() if _is_link(value)]
+            depth[node_id] = 1 + max((level(source) for source in sources), default=-1)
+        return depth[node_id]
+
+    rows: dict[int, int] = defaultdict(int)
+    ui_nodes = {}
+    for node_id in sorted(prompt, key=int):
+        node, info = prompt[node_id], object_info[prompt[node_id]["class_type"]]
+        column = level(node_id)
+        ui_nodes[node_id] = {
+            "id": int(node_id),
+            "type": node["class_type"],
+            "pos": [column * 380, rows[column] * 260],
+            "size": [340, 200],
+            "flags": {},
+            "order": int(node_id) - 1,
+            "mode": 0,
+            "inputs": [],
+            "outputs": [
+                {"name": name, "type": kind, "links": [], "slot_index": slot}
+                for slot, (name, kind) in enumerate(zip(info["output_name"], info["output"], strict=True))
+            ],
+            "properties": {"Node name for S&R": node["class_type"]},
+            "widgets_values": _widget_values(node, info),
+        }
+        rows[column] += 1
+    for node_id in sorted(prompt, key=int):
+        info = object_info[prompt[node_id]["class_type"]]
+        for section in ("required", "optional"):
+            for name in info["input_order"].get(section, []):
+                value = prompt[node_id]["inputs"].get(name)
+                if not _is_link(value):
+                    continue
+                origin, slot = value
+                kind = object_info[prompt[origin]["class_type"]]["output"][slot]
+                link_id = len(links) + 1
+                links.append([link_id, int(origin), slot, int(node_id), len(ui_nodes[node_id]["inputs"]), kind])
+                ui_nodes[node_id]["inputs"].append({"name": name, "type": kind, "link": link_id})
+                ui_nodes[origin]["outputs"][slot]["links"].append(link_id)
+    return {
+        "last_node_id": max(int(node_id) for node_id in prompt),
+        "last_link_id": len(links),
+        "nodes": list(ui_nodes.values()),
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {},
+        "version": 0.4,
+    }
+
+
+def _save(graph: graphs.Graph, image: list, prefix: str) -> None:
+    graph.add("SaveImage", images=image, filename_prefix=f"lab/{prefix}")
+
+
+def claim_graphs(write_inputs: bool = False) -> dict[str, graphs.Graph]:
+    """One graph per claim, for the first sample each claim measures, with SaveImage nodes; ``write_inputs``
+    writes the images they load to ``input/``."""
+    from lab.claims import attention_mask, null_text_inversion, prompt_to_prompt
+
+    result = {}
+    sample = world.scene(500, held_out=None, count=2)
+    graph, to_mask, decoded = attention_mask.capture_graph(
+        sample.caption, list(attention_mask.word_masks(sample)), 500, None
+    )
+    _save(graph, [decoded, 0], "attention_image")
+    _save(graph, [graph.add("MaskToImage", mask=[to_mask, 0]), 0], "attention_masks")
+    _save(graph, [to_mask, 1], "attention_heatmaps")
+    result["lab_attention_mask"] = graph
+    sample, new_colour = prompt_to_prompt.scene_and_new_colour(0, 700)
+    graph, decoders = prompt_to_prompt.edit_graph(sample, new_colour, 700)
+    for name, node in decoders.items():
+        _save(graph, [node, 0], f"p2p_{name}")
+    result["lab_prompt_to_prompt"] = graph
+    sample = world.scene(900, held_out=False, count=2)
+    name = "lab_nti_900.png"
+    if write_inputs:
+        from PIL import Image
+
+        INPUT.mkdir(exist_ok=True)
+        Image.fromarray((sample.image * 255).round().astype("uint8")).save(INPUT / name)
+    used = {obj.colour for obj in sample.labels["objects"]}
+    new_colour = next(colour for colour in world.COLOURS if colour not in used)
+    graph, nodes = null_text_inversion.inversion_graph(sample, "real", 900, new_colour, name)
+    for key, node in nodes.items():
+        _save(graph, [node, 0], f"nti_{key}")
+    result["lab_null_text_inversion"] = graph
+    return result
+
+
+def main() -> None:
+    from harness.workflow_format import object_info_inprocess
+    from lab import runtime
+
+    with tempfile.TemporaryDirectory(prefix="precise-edit-lab-") as tmp:
+        runtime.start(Path(tmp) / "comfy")
+        object_info = object_info_inprocess()
+        for stem, graph in claim_graphs(write_inputs=True).items():
+            path = FOLDER / f"{stem}.json"
+            path.write_text(json.dumps(api_to_ui(graph.nodes, object_info), indent=1) + "\n")
+            print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
