@@ -1,12 +1,12 @@
-"""Run every example workflow (``workflows/*.json``, UI format) on a real ComfyUI with the tiny stand-in models.
+"""Run every example workflow (``example_workflows/*.json``, UI format) on a real ComfyUI with the tiny stand-ins.
 
 Usage: ``.venv/bin/python -m harness.run_workflows [--out DIR] [--full-size] [--stall-timeout SECONDS]``. Unless
 ``--full-size`` is given, the workflows are shrunk for the stand-ins (``harness.stand_in_scale``). The server gets the
-files in ``workflows/input/`` (for LoadImage). A workflow may run as long as the server keeps reporting progress; it
-fails on an error, or after ``--stall-timeout`` seconds without any report (the message names the node that was
-running). Images go to ``<out>/<workflow>/``, a table to ``<out>/report.md`` (wall-clock seconds and the server's CPU
-seconds, which other jobs on the machine inflate less) and the server log to ``<out>/server.log``; the exit code is 1
-when any workflow failed.
+files in ``example_workflows/input/`` (for LoadImage). A workflow may run as long as the server keeps reporting
+progress; it fails on an error, or after ``--stall-timeout`` seconds without any report (the message names the node that
+was running). Images go to ``<out>/<workflow>/``, a table to ``<out>/report.md`` (wall-clock seconds and the server's
+CPU seconds, which other jobs on the machine inflate less) and the server log to ``<out>/server.log``; the exit code is
+1 when any workflow failed.
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ class ComfyServer:
     """Start ``main.py --cpu`` with its folders under ``base_dir`` and model folders read from ``models_dir``.
 
     The repo is symlinked as ``<base_dir>/custom_nodes/precise-edit-checkout``, so the pack loads the way a user's
-    checkout does, and the files the example workflows load (``workflows/input/``) are copied to its input folder.
+    checkout does, and the files the example workflows load (``example_workflows/input/``) are copied to its input
+    folder.
     ``extra_node_packs`` are further custom node folders linked beside it (the tests' own nodes). Use as a context
     manager; the process is stopped by PID on exit.
     """

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 
     from harness.server import ComfyServer
 
-# The folder of the example workflows, relative to the repo root; its ``input/`` subfolder holds the files they load.
-EXAMPLE_WORKFLOWS_FOLDER = "workflows"
+# The folder of the example workflows, relative to the repo root: ComfyUI's name for a pack's template folder (served
+# at /api/workflow_templates/<pack>/). Its ``input/`` subfolder holds the files they load.
+EXAMPLE_WORKFLOWS_FOLDER = "example_workflows"
 
 
 def example_workflow_dir() -> Path:
