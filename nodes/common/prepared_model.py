@@ -33,7 +33,7 @@ class _PreparedWork(comfy.samplers.Sampler):
 
 
 def run_prepared(
-    model: ModelPatcher, positive: list, negative: list, latent: torch.Tensor, sigmas: torch.Tensor, work: Work
+    model: ModelPatcher, positive: list, negative: list, latent: torch.Tensor, *, sigmas: torch.Tensor, work: Work
 ) -> torch.Tensor:
     """``work(guider, model_options, model-space latent)`` with ``model`` prepared for sampling over ``sigmas``.
 

@@ -373,7 +373,7 @@ def object_masks(
             return latent
 
         store.reset()
-        run_prepared(probe, conditioning, conditioning, subject.latents, torch.tensor([1.0, 0.0]), work)
+        run_prepared(probe, conditioning, conditioning, subject.latents, sigmas=torch.tensor([1.0, 0.0]), work=work)
         maps = store.word_maps(subject.image_size)[:, 0]
         masks[subject.placeholder] = attention_object_mask(maps, threshold)
     return masks
@@ -591,7 +591,7 @@ def train_identity(
         return latent
 
     first_latent = subjects[0].latents
-    run_prepared(trained_model, conditioning, conditioning, first_latent, torch.tensor([1.0, 0.0]), work)
+    run_prepared(trained_model, conditioning, conditioning, first_latent, sigmas=torch.tensor([1.0, 0.0]), work=work)
     result.vectors = {name: {k: v.detach().cpu().clone() for k, v in per.items()} for name, per in vectors.items()}
     result.lora = {**lora_state(unet_adapters), **lora_state(text_adapters)}
     return result

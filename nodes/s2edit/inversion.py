@@ -188,8 +188,8 @@ def invert(
             _clone_conditioning(kept),
             _clone_conditioning(unconditional),
             samples.clone(),
-            schedule.sampling_sigmas(),
-            work,
+            sigmas=schedule.sampling_sigmas(),
+            work=work,
         )
     optimisation = results.get("null_text")
     evaluations = steps * samples.shape[0]
@@ -257,5 +257,7 @@ def reconstruct(model: ModelPatcher, inversion: Inversion, positive: list) -> to
         )
         return to_variance_preserving(x0, schedule.sigmas[0])
 
-    samples = run_prepared(model, positive, inversion.negative, inversion.noise, schedule.sampling_sigmas(), work)
+    samples = run_prepared(
+        model, positive, inversion.negative, inversion.noise, sigmas=schedule.sampling_sigmas(), work=work
+    )
     return samples.to(comfy.model_management.intermediate_device())

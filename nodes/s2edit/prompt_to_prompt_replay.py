@@ -275,7 +275,9 @@ def sample_edit(
         return to_variance_preserving(x0, schedule.sigmas[0])
 
     noise = inversion.noise.expand(2, *inversion.noise.shape[1:])
-    samples = run_prepared(patched, plan.conditioning, inversion.negative, noise, schedule.sampling_sigmas(), work)
+    samples = run_prepared(
+        patched, plan.conditioning, inversion.negative, noise, sigmas=schedule.sampling_sigmas(), work=work
+    )
     storage = comfy.model_management.intermediate_device()
     mask = masks[0].float() if masks else torch.ones(1, *samples.shape[-2:])
     return samples.to(storage), mask.to(storage)

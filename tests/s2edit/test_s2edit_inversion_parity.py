@@ -31,7 +31,7 @@ def test_inversion_trajectory_and_node_noise_match_diffusers_ddim_inverse_schedu
 
     with torch.inference_mode():
         schedule = ddim_schedule(model.get_model_object("model_sampling").sigmas, STEPS)
-        run_prepared(model, positive, negative, source, schedule.sampling_sigmas(), work)
+        run_prepared(model, positive, negative, source, sigmas=schedule.sampling_sigmas(), work=work)
         inversion = invert(
             model, positive, negative, source, steps=STEPS, guidance=7.5, inner_steps=0, epsilon=0.0, mode=PLAIN_DDIM
         )

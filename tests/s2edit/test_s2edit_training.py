@@ -123,7 +123,7 @@ def epsilon(model, conditioning: list, latent: torch.Tensor, noise: torch.Tensor
         return x0
 
     with torch.no_grad():
-        run_prepared(model, conditioning, conditioning, latent, torch.tensor([1.0, 0.0]), work)
+        run_prepared(model, conditioning, conditioning, latent, sigmas=torch.tensor([1.0, 0.0]), work=work)
     return out["eps"]
 
 
