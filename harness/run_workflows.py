@@ -23,6 +23,7 @@ from typing import Any
 from harness.server import DEFAULT_STALL_TIMEOUT, ComfyServer
 from harness.tiny_models import ensure_models
 from harness.ui_workflow import EXAMPLE_WORKFLOWS_FOLDER, example_workflows, run_ui_workflow
+from lab import demo as lab_demo
 
 
 @dataclass
@@ -111,13 +112,22 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="precise-edit-run-") as tmp:
         models_dir = Path(tmp) / "models"
         ensure_models(models_dir)
+        lab_demo.prepare()
         if workflows:
-            server = ComfyServer(Path(tmp) / "comfy", models_dir, stall_timeout=args.stall_timeout)
+            server = ComfyServer(
+                Path(tmp) / "comfy",
+                models_dir,
+                stall_timeout=args.stall_timeout,
+                extra_node_packs=lab_demo.node_packs(),
+            )
             try:
                 with server:
                     object_info = server.object_info()
-                    for path in workflows:
-                        result = run_workflow(server, path, object_info, out_dir, args.full_size)
+                    # The lab's workflows run at their own size: its models are trained at 128 px, not stand-ins.
+                    lab_workflows = lab_demo.workflows(server.base_dir / "input")
+                    for path in workflows + lab_workflows:
+                        full_size = args.full_size or path in lab_workflows
+                        result = run_workflow(server, path, object_info, out_dir, full_size)
                         results.append(result)
                         status = "ok" if result.ok else "FAILED"
                         print(
@@ -128,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                 if server.log_path.exists():
                     shutil.copy2(server.log_path, out_dir / "server.log")
     report = write_report(results, out_dir, args.full_size)
+    with report.open("a") as handle:
+        handle.write("\n".join(lab_demo.claims_markdown(out_dir)) + "\n")
     failed = [result.name for result in results if not result.ok]
     print(f"{len(results) - len(failed)}/{len(results)} workflows passed; report: {report}")
     if failed:
