@@ -10,7 +10,7 @@ from PIL import Image
 from harness.stand_in_scale import shrink_for_stand_ins
 from harness.workflow_format import ui_to_api
 
-WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "workflows").glob("*.json"))
+WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "example_workflows").glob("*.json"))
 
 
 def converted(server, path: Path) -> dict:
@@ -28,7 +28,7 @@ def test_example_workflow_runs_on_the_server(comfy_server, path):
 
 
 def test_attention_mask_demo_converts_and_confines_cat_to_the_left_half(comfy_server):
-    prompt = converted(comfy_server, Path(__file__).resolve().parents[2] / "workflows" / "attention_mask_demo.json")
+    prompt = converted(comfy_server, Path(__file__).resolve().parents[2] / "example_workflows" / "attention_mask_demo.json")
     injector = next(n for n in prompt.values() if n["class_type"] == "PreciseEdit_AttentionMaskInjector")
     assert injector["inputs"]["words"] == "cat"
     assert prompt[injector["inputs"]["text"][0]]["class_type"] == "PrimitiveStringMultiline"

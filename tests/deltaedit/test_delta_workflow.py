@@ -1,4 +1,4 @@
-"""workflows/deltaedit_unclip.json on the server: DeltaEdit through the stock SD2.1 unCLIP-L path.
+"""example_workflows/deltaedit_unclip.json on the server: DeltaEdit through the stock SD2.1 unCLIP-L path.
 
 The stand-ins are the tiny unCLIP-L checkpoint (full-size SD2 text encoder and ViT-L/14 vision, random weights) and a
 tiny joint CLIP. The workflow trains a Delta Mapper on ``input/deltaedit_faces`` in the graph and samples the
@@ -17,7 +17,7 @@ from harness.errors import PromptFailed
 from harness.stand_in_scale import shrink_for_stand_ins
 from harness.workflow_format import ui_to_api
 
-WORKFLOW = Path(__file__).resolve().parents[2] / "workflows" / "deltaedit_unclip.json"
+WORKFLOW = Path(__file__).resolve().parents[2] / "example_workflows" / "deltaedit_unclip.json"
 
 
 def node_of(prompt: dict, class_type: str) -> dict:
@@ -50,7 +50,7 @@ def with_edit(prompt: dict, **inputs) -> dict:
 
 def test_the_workflow_is_the_stock_unclip_path_with_a_delta_edit_in_the_middle(prompt):
     loader = node_of(prompt, "unCLIPCheckpointLoader")
-    assert loader["inputs"]["ckpt_name"] == "sd21-unclip-l.safetensors"
+    assert loader["inputs"]["ckpt_name"] == "sd21-unclip-l.ckpt"
     direction = node_of(prompt, "PreciseEdit_CLIPDeltaDirection")["inputs"]
     assert (direction["source_text"], direction["target_text"]) == ("face", "face with smile")
     trainer = node_of(prompt, "PreciseEdit_DeltaMapperTrainer")["inputs"]

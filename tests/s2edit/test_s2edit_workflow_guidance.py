@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "workflows").glob("s2edit_*.json"))
+WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "example_workflows").glob("s2edit_*.json"))
 PAPER_RANGE = (3.5, 5.5)
 
 

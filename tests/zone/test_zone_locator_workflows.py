@@ -17,7 +17,7 @@ from PIL import Image
 from harness.stand_in_scale import shrink_for_stand_ins
 from harness.workflow_format import ui_to_api
 
-WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+WORKFLOWS = Path(__file__).resolve().parents[2] / "example_workflows"
 PHOTO = WORKFLOWS / "input" / "zone_scene.png"  # 768 × 512: at the stand-ins' scale 64 × 42, padded to 64 × 64
 TOP = (64 - 42) // 2  # the rows of padding above the photo on the padded canvas
 

@@ -1,4 +1,4 @@
-"""workflows/zone_difference_compositing.json on the server: wired as documented, and the original kept outside.
+"""example_workflows/zone_difference_compositing.json on the server: wired as documented, and the original kept outside.
 
 The prompt is the one tests/test_workflows.py queues for every example workflow, so in a full run the server
 answers it from its cache.
@@ -13,7 +13,7 @@ from PIL import Image
 from harness.stand_in_scale import shrink_for_stand_ins
 from harness.workflow_format import ui_to_api
 
-WORKFLOW = Path(__file__).resolve().parents[2] / "workflows" / "zone_difference_compositing.json"
+WORKFLOW = Path(__file__).resolve().parents[2] / "example_workflows" / "zone_difference_compositing.json"
 BACKGROUND, BOX = (0x3A, 0x5F, 0x8C), (0xE8, 0xC5, 0x47)
 
 
