@@ -28,7 +28,7 @@ def test_example_workflow_runs_on_the_server(comfy_server, path):
 
 
 def test_attention_mask_demo_converts_and_confines_cat_to_the_left_half(comfy_server):
-    prompt = converted(comfy_server, Path(__file__).resolve().parents[2] / "example_workflows" / "attention_mask_demo.json")
+    prompt = converted(comfy_server, WORKFLOWS[0].parent / "attention_mask_demo.json")
     injector = next(n for n in prompt.values() if n["class_type"] == "PreciseEdit_AttentionMaskInjector")
     assert injector["inputs"]["words"] == "cat"
     assert prompt[injector["inputs"]["text"][0]]["class_type"] == "PrimitiveStringMultiline"
