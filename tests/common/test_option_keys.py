@@ -1,20 +1,17 @@
 """Combo options are short stable keys, and the prose labels that workflows saved before keys still load, pass
 ComfyUI's validation and run exactly as their keys: in the in-process executor and on the server."""
 
-import json
 import re
 import time
 from dataclasses import is_dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import torch
 
-from harness.workflow_format import ui_to_api
+from harness.ui_workflow import example_workflow_dir, ui_prompt
 
-REPO = Path(__file__).resolve().parents[2]
 KEY = re.compile(r"[a-z0-9_.+-]+")
 SD15 = "v1-5-pruned-emaonly-fp16.safetensors"
 IP2P = "instruct-pix2pix-00-22000.safetensors"
@@ -408,8 +405,7 @@ WORKFLOWS = ["zone_multi_turn", "s2edit_compositional", "deltaedit_unclip"]
 def test_a_workflow_saved_with_the_old_labels_passes_the_servers_validation(comfy_server, name):
     """The server accepts the prompt (a validation error raises PromptFailed); then it is cancelled, as running it
     is test_workflows' job."""
-    workflow = json.loads((REPO / "workflows" / f"{name}.json").read_text())
-    prompt, replaced = with_old_labels(ui_to_api(workflow, comfy_server.object_info()))
+    prompt, replaced = with_old_labels(ui_prompt(example_workflow_dir() / f"{name}.json", comfy_server.object_info()))
     assert replaced >= 1
     prompt_id = comfy_server.queue(prompt)
     comfy_server.cancel(prompt_id)
