@@ -1,4 +1,4 @@
-"""``python -m lab.report [--out DIR] [--quick]``: train (or load) the lab models, measure every claim with the
+"""``python -m lab.report [--out DIR] [--claims NAMES]``: train (or load) the lab models, measure every claim with the
 pack's nodes, print the claims table and write it with before/after/mask/difference images to ``DIR``.
 
 The images are scaled ×3 (nearest) so the 128-pixel world reads at 384 pixels.
@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("output/lab"), help="folder for report.md and images")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--claims", default="", help="comma-separated claim names to measure (default: all)")
     args = parser.parse_args(argv)
+    chosen = {name.strip() for name in args.claims.split(",") if name.strip()}
     torch.set_num_threads(args.threads)
     from lab import runtime, train
 
@@ -118,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="precise-edit-lab-") as tmp:
         runtime.start(Path(tmp) / "comfy")
         for name, measure, checks, draw in _claims():
+            if chosen and name not in chosen:
+                continue
             began = time.perf_counter()
             result = measure()
             rows += checks(result)

@@ -79,7 +79,7 @@ def capture(caption: str, words: list[str], seed: int, image_name: str | None) -
     return metrics.as_numpy_image(out[decoded][0]), masks
 
 
-def measure(count: int = 12, seed: int = 500) -> AttentionMaskResult:
+def measure(count: int = 8, seed: int = 500) -> AttentionMaskResult:
     """Mean IoU per (image kind, word kind) over ``count`` two-object scenes, with the uniform baseline."""
     scores: dict[str, list[float]] = {}
     baselines: dict[str, list[float]] = {}

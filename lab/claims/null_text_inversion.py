@@ -62,7 +62,7 @@ def _run_one(sample: world.Sample, kind: str, seed: int, new_colour: str) -> dic
     return {name: out[node][0].cpu().float().numpy() for name, node in nodes.items()}
 
 
-def measure(count: int = 3, seed: int = 900) -> InversionResult:
+def measure(count: int = 2, seed: int = 900) -> InversionResult:
     errors: dict[str, list[float]] = {}
     changed, outside, inside = [], [], []
     examples: dict[str, np.ndarray] = {}
