@@ -2,12 +2,10 @@
 ComfyUI's validation and run exactly as their keys: in the in-process executor and on the server."""
 
 import re
-import time
 from dataclasses import is_dataclass
 from typing import Any
 
 import pytest
-import requests
 import torch
 
 from harness.ui_workflow import example_workflow_dir, ui_prompt
@@ -388,25 +386,14 @@ def with_old_labels(prompt: dict) -> tuple[dict, int]:
     return prompt, replaced
 
 
-def wait_until_idle(server, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        queue = requests.get(f"{server.url}/queue", timeout=60).json()
-        if not queue["queue_running"] and not queue["queue_pending"]:
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"the server was still busy after {timeout:.0f} s")
-
-
 WORKFLOWS = ["zone_multi_turn", "s2edit_compositional", "deltaedit_unclip"]
 
 
 @pytest.mark.parametrize("name", WORKFLOWS)
 def test_a_workflow_saved_with_the_old_labels_passes_the_servers_validation(comfy_server, name):
-    """The server accepts the prompt (a validation error raises PromptFailed); then it is cancelled, as running it
-    is test_workflows' job."""
+    """The server accepts the prompt (a validation error raises PromptFailed); then it is cancelled (stopped if it
+    runs, dropped if it waits), as running it is test_workflows' job."""
     prompt, replaced = with_old_labels(ui_prompt(example_workflow_dir() / f"{name}.json", comfy_server.object_info()))
     assert replaced >= 1
     prompt_id = comfy_server.queue(prompt)
     comfy_server.cancel(prompt_id)
-    wait_until_idle(comfy_server)
