@@ -1,6 +1,6 @@
-"""The example workflows (UI format) convert to API prompts and run on a real ComfyUI server."""
+"""The example workflows (UI format) convert to API prompts and run on a real ComfyUI server, each queued once per
+test run (the ``example_runs`` fixture), saving the images they are written to save."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -8,27 +8,73 @@ import pytest
 from PIL import Image
 
 from harness.stand_in_scale import shrink_for_stand_ins
-from harness.workflow_format import ui_to_api
+from harness.ui_workflow import example_workflow_dir, example_workflows, ui_prompt
 
-WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "example_workflows").glob("*.json"))
+WORKFLOWS = example_workflows()
+INPUTS = example_workflow_dir() / "input"
+
+# What each workflow saves at the stand-ins' scale: filename prefix -> (batch size, height, width). The sizes follow
+# the inputs: an empty latent or a scale node divided by 8, a loaded image as it is, ZONE's 768 × 512 photo at 64 × 42.
+SAVES = {
+    "attention_mask_demo": {
+        "attention_mask_demo": (1, 64, 64),
+        "attention_mask_demo_heatmap": (2, 64, 64),  # one per captured word: cat, hat
+        "attention_mask_demo_mask": (2, 64, 64),
+    },
+    "deltaedit_unclip": {"deltaedit_unedited": (1, 96, 96), "deltaedit_smile": (1, 96, 96)},
+    "mcdm_edit": {"mcdm_edit": (1, 64, 64)},
+    "mcdm_make_pairs": {"mcdm_pairs_source": (1, 64, 64), "mcdm_pairs_target": (1, 64, 64)},  # a 128 × 64 canvas
+    "s2edit_compositional": {"s2edit_compositional": (2, 64, 64)},  # the source reconstruction and the edit
+    "s2edit_identity_edit": {"s2edit_identity_edit": (2, 64, 64)},
+    "zone_difference_compositing": {
+        "zone_difference_compositing": (1, 64, 64),
+        "zone_difference_compositing_mask": (1, 64, 64),
+        "zone_difference_compositing_edited": (1, 64, 64),
+    },
+    "zone_local_edit": {f"zone_local_edit{suffix}": (1, 42, 64) for suffix in ("", "_mask", "_edited", "_original")},
+    "zone_multi_turn": {
+        f"zone_multi_turn{suffix}": (1, 42, 64)
+        for suffix in ("_original", *(f"_{turn}{kind}" for turn in (1, 2, 3) for kind in ("", "_mask", "_edited")))
+    },
+}
+# The two images each workflow's edit must tell apart: (filename prefix, index in its batch) of the image before the
+# edit, or the input file it edits, and of the image after it.
+EDITS = {
+    "attention_mask_demo": (("attention_mask_demo_mask", 0), ("attention_mask_demo_mask", 1)),  # cat's, hat's
+    "deltaedit_unclip": (("deltaedit_unedited", 0), ("deltaedit_smile", 0)),
+    "mcdm_edit": (INPUTS / "mcdm_portrait.png", ("mcdm_edit", 0)),
+    "mcdm_make_pairs": (("mcdm_pairs_source", 0), ("mcdm_pairs_target", 0)),
+    "s2edit_compositional": (("s2edit_compositional", 0), ("s2edit_compositional", 1)),
+    "s2edit_identity_edit": (("s2edit_identity_edit", 0), ("s2edit_identity_edit", 1)),
+    "zone_difference_compositing": (("zone_difference_compositing_edited", 0), ("zone_difference_compositing", 0)),
+    "zone_local_edit": (("zone_local_edit_original", 0), ("zone_local_edit", 0)),
+    "zone_multi_turn": (("zone_multi_turn_original", 0), ("zone_multi_turn_3", 0)),
+}
 
 
-def converted(server, path: Path) -> dict:
-    return ui_to_api(json.loads(path.read_text()), server.object_info())
+def test_every_example_workflow_says_what_it_saves_and_edits():
+    assert sorted(SAVES) == sorted(EDITS) == [path.stem for path in WORKFLOWS]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
-def test_example_workflow_runs_on_the_server(comfy_server, path):
-    prompt = shrink_for_stand_ins(converted(comfy_server, path))
-    images = comfy_server.output_images(comfy_server.wait(comfy_server.queue(prompt)))
-    assert images, f"{path.name} saved no image"
-    for image in images:
-        pixels = np.asarray(Image.open(image))
-        assert pixels.size and np.isfinite(pixels).all()
+def test_example_workflow_saves_its_images_at_the_input_sizes_and_edits_them(example_runs, path):
+    run = example_runs[path.stem]
+    saved = run.saved()
+    assert {prefix: len(paths) for prefix, paths in saved.items()} == {
+        prefix: batch for prefix, (batch, _, _) in SAVES[path.stem].items()
+    }
+    for prefix, (batch, height, width) in SAVES[path.stem].items():
+        for index in range(batch):
+            assert run.pixels(prefix, index).shape == (height, width, 3), f"{prefix} [{index}]"
+    before, after = (
+        np.asarray(Image.open(image).convert("RGB")) if isinstance(image, Path) else run.pixels(*image)
+        for image in EDITS[path.stem]
+    )
+    assert before.shape == after.shape and (before != after).any(), f"{path.stem}: the edit changed nothing"
 
 
-def test_attention_mask_demo_converts_and_confines_cat_to_the_left_half(comfy_server):
-    prompt = converted(comfy_server, WORKFLOWS[0].parent / "attention_mask_demo.json")
+def test_attention_mask_demo_converts_and_confines_cat_to_the_left_half(example_runs):
+    prompt = example_runs.prompt("attention_mask_demo")
     injector = next(n for n in prompt.values() if n["class_type"] == "PreciseEdit_AttentionMaskInjector")
     assert injector["inputs"]["words"] == "cat"
     assert prompt[injector["inputs"]["text"][0]]["class_type"] == "PrimitiveStringMultiline"
@@ -38,11 +84,8 @@ def test_attention_mask_demo_converts_and_confines_cat_to_the_left_half(comfy_se
     assert prompt[sampler["inputs"]["positive"][0]]["class_type"] == "PreciseEdit_CaptureCrossAttention"
     assert not any(n["class_type"] == "MarkdownNote" for n in prompt.values())
 
-    entry = comfy_server.wait(comfy_server.queue(shrink_for_stand_ins(prompt)))
-    masks = sorted(p for p in comfy_server.output_images(entry) if "attention_mask_demo_mask" in p.name)
-    assert len(masks) == 2
-    cat = np.asarray(Image.open(masks[0]).convert("L"), dtype=np.float32)
-    hat = np.asarray(Image.open(masks[1]).convert("L"), dtype=np.float32)
+    run = example_runs["attention_mask_demo"]
+    cat, hat = (run.pixels("attention_mask_demo_mask", index, mode="L") for index in (0, 1))
     width = cat.shape[1]
     assert cat[:, : width // 2].max() == 255
     assert cat[:, width * 3 // 4 :].max() == 0
@@ -72,7 +115,7 @@ def test_the_s2edit_workflows_train_invert_and_optimise_fewer_steps_at_stand_in_
     still runs at least twice, so an update is made and then used."""
     from harness.workflow_format import object_info_inprocess
 
-    prompt = ui_to_api(json.loads(path.read_text()), object_info_inprocess())
+    prompt = ui_prompt(path, object_info_inprocess())
     shrunk = shrink_for_stand_ins(prompt)
     counts = {
         (node["class_type"], name): (node["inputs"][name], shrunk[node_id]["inputs"][name])

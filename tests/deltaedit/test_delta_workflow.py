@@ -1,23 +1,19 @@
-"""example_workflows/deltaedit_unclip.json on the server: DeltaEdit through the stock SD2.1 unCLIP-L path.
+"""The deltaedit_unclip example workflow on the server: DeltaEdit through the stock SD2.1 unCLIP-L path.
 
 The stand-ins are the tiny unCLIP-L checkpoint (full-size SD2 text encoder and ViT-L/14 vision, random weights) and a
 tiny joint CLIP. The workflow trains a Delta Mapper on ``input/deltaedit_faces`` in the graph and samples the
-unedited and the edited embedding with the same seed, so the pair of saved images shows what the edit changed.
+unedited and the edited embedding with the same seed, so the pair of saved images shows what the edit changed. The
+workflow as written is the ``example_runs`` one (queued once per test run); the variants change the edit's inputs.
 """
 
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from harness.errors import PromptFailed
-from harness.stand_in_scale import shrink_for_stand_ins
-from harness.workflow_format import ui_to_api
-
-WORKFLOW = Path(__file__).resolve().parents[2] / "example_workflows" / "deltaedit_unclip.json"
+from harness.ui_workflow import WorkflowRun, run_prompt
 
 
 def node_of(prompt: dict, class_type: str) -> dict:
@@ -27,19 +23,19 @@ def node_of(prompt: dict, class_type: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def prompt(comfy_server) -> dict:
-    return ui_to_api(json.loads(WORKFLOW.read_text()), comfy_server.object_info())
+def prompt(example_runs) -> dict:
+    return example_runs.prompt("deltaedit_unclip")
+
+
+def images_of(run: WorkflowRun) -> dict[str, np.ndarray]:
+    """The run's two saved images by filename prefix."""
+    assert set(run.saved()) == {"deltaedit_unedited", "deltaedit_smile"}, sorted(run.saved())
+    return {prefix: run.pixels(prefix).astype(np.int16) for prefix in run.saved()}
 
 
 def run(server, prompt: dict) -> dict[str, np.ndarray]:
-    """Queue the shrunk prompt; return its saved images by filename prefix."""
-    entry = server.wait(server.queue(shrink_for_stand_ins(prompt)))
-    images = {}
-    for path in server.output_images(entry):
-        prefix = path.name.rsplit("_", 2)[0]
-        images[prefix] = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
-    assert set(images) == {"deltaedit_unedited", "deltaedit_smile"}, sorted(images)
-    return images
+    """Queue the prompt at the stand-ins' scale; return its saved images by filename prefix."""
+    return images_of(run_prompt(server, prompt))
 
 
 def with_edit(prompt: dict, **inputs) -> dict:
@@ -69,17 +65,34 @@ def test_the_workflow_is_the_stock_unclip_path_with_a_delta_edit_in_the_middle(p
     assert len(samplers) == 2 and samplers[0]["seed"] == samplers[1]["seed"]
 
 
-def test_strength_zero_reproduces_the_unedited_sample_and_the_edit_changes_it(comfy_server, prompt):
-    mappers = Path(comfy_server.models_dir) / "delta_mappers" / "deltaedit"
+def upstream_of(prompt: dict, node_id: str) -> set[str]:
+    """The ids of every node whose output reaches ``node_id`` through links."""
+    found, todo = set(), [node_id]
+    while todo:
+        for value in prompt[todo.pop()]["inputs"].values():
+            if isinstance(value, list) and len(value) == 2 and value[0] not in found:
+                found.add(value[0])
+                todo.append(value[0])
+    return found
+
+
+def test_strength_zero_reproduces_the_unedited_sample_and_the_edit_changes_it(comfy_server, example_runs, prompt):
+    edited = images_of(example_runs["deltaedit_unclip"])
+    assert np.abs(edited["deltaedit_smile"] - edited["deltaedit_unedited"]).max() > 0
     still = run(comfy_server, with_edit(prompt, strength=0.0))
     assert np.array_equal(still["deltaedit_smile"], still["deltaedit_unedited"])
+    assert np.array_equal(still["deltaedit_unedited"], edited["deltaedit_unedited"])  # the same seed and embedding
+
+    mappers = Path(comfy_server.models_dir) / "delta_mappers" / "deltaedit"
     saved = sorted(mappers.glob("faces_*.safetensors"))
     assert saved, f"the trainer saved no mapper in {mappers}"
-
-    edited = run(comfy_server, prompt)
-    assert np.array_equal(edited["deltaedit_unedited"], still["deltaedit_unedited"])
-    assert np.abs(edited["deltaedit_smile"] - edited["deltaedit_unedited"]).max() > 0
+    half_run = run_prompt(comfy_server, with_edit(prompt, strength=0.5))
+    half = images_of(half_run)
+    assert not np.array_equal(half["deltaedit_smile"], half["deltaedit_unedited"])
+    assert not np.array_equal(half["deltaedit_smile"], edited["deltaedit_smile"])
     # the mapper was trained once: changing only the edit's inputs re-ran nothing upstream of it
+    (edit_id,) = [node_id for node_id, node in prompt.items() if node["class_type"] == "PreciseEdit_ApplyDeltaEdit"]
+    assert upstream_of(prompt, edit_id) <= half_run.cached_nodes()
     assert sorted(mappers.glob("faces_*.safetensors")) == saved
 
 

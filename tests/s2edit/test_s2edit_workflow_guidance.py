@@ -1,12 +1,11 @@
 """The S2Edit example workflows invert (and so edit) at a guidance scale inside the paper's best identity/edit
 trade-off, w ∈ [3.5, 5.5] (S2Edit, Fig. 9): the edit replays at the guidance its inversion was made with."""
 
-import json
-from pathlib import Path
-
 import pytest
 
-WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "example_workflows").glob("s2edit_*.json"))
+from harness.ui_workflow import example_workflows, ui_prompt
+
+WORKFLOWS = [path for path in example_workflows() if path.stem.startswith("s2edit_")]
 PAPER_RANGE = (3.5, 5.5)
 
 
@@ -16,9 +15,9 @@ def test_the_s2edit_workflows_are_found():
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.stem)
 def test_s2edit_workflows_edit_at_a_guidance_from_the_paper_range(comfy, path):
-    from harness.workflow_format import object_info_inprocess, ui_to_api
+    from harness.workflow_format import object_info_inprocess
 
-    prompt = ui_to_api(json.loads(path.read_text()), object_info_inprocess())
+    prompt = ui_prompt(path, object_info_inprocess())
     inversions = {
         node_id: node for node_id, node in prompt.items() if node["class_type"] == "PreciseEdit_NullTextInversion"
     }

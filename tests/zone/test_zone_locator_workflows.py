@@ -2,28 +2,22 @@
 the original for a removal and the edit otherwise, and after three chained turns every pixel outside all three
 turns' final masks is the original's, bit for bit.
 
-tests/test_workflows.py runs the workflows as they are. Here the segmenter's output is replaced by the four
+tests/common/test_workflows.py runs the workflows as they are. Here the segmenter's output is replaced by the four
 quadrants of the image: the tiny random SAM stand-in returns arbitrary segments (often the whole image), which
 would leave nothing outside the masks to check; everything else runs as in the workflow.
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from harness.stand_in_scale import shrink_for_stand_ins
-from harness.workflow_format import ui_to_api
+from harness.ui_workflow import example_workflow_dir, run_prompt
 
-WORKFLOWS = Path(__file__).resolve().parents[2] / "example_workflows"
-PHOTO = WORKFLOWS / "input" / "zone_scene.png"  # 768 × 512: at the stand-ins' scale 64 × 42, padded to 64 × 64
+# 768 × 512: at the stand-ins' scale 64 × 42, padded to 64 × 64
+PHOTO = example_workflow_dir() / "input" / "zone_scene.png"
 TOP = (64 - 42) // 2  # the rows of padding above the photo on the padded canvas
-
-
-def prompt_of(server, name: str) -> dict:
-    return ui_to_api(json.loads((WORKFLOWS / name).read_text()), server.object_info())
 
 
 def with_quadrant_segments(prompt: dict) -> dict:
@@ -89,15 +83,14 @@ def assert_photo_is_not_cropped(original: np.ndarray) -> None:
 
 
 def saved(server, prompt: dict) -> dict[str, np.ndarray]:
-    entry = server.wait(server.queue(shrink_for_stand_ins(prompt)))
-    return {
-        path.name.rsplit("_", 2)[0]: np.asarray(Image.open(path).convert("RGB")) for path in server.output_images(entry)
-    }
+    """Run the prompt at the stand-ins' scale; its saved images by filename prefix."""
+    run = run_prompt(server, prompt)
+    return {prefix: run.pixels(prefix) for prefix in run.saved()}
 
 
 @pytest.mark.parametrize(("instruction", "segmented"), [("make the box red", "edited"), ("remove the box", "original")])
-def test_local_edit_workflow_chains_locator_guider_sam_and_smoother(comfy_server, instruction, segmented):
-    prompt = prompt_of(comfy_server, "zone_local_edit.json")
+def test_local_edit_workflow_chains_locator_guider_sam_and_smoother(comfy_server, example_runs, instruction, segmented):
+    prompt = example_runs.prompt("zone_local_edit")
     kinds = {node_id: node["class_type"] for node_id, node in prompt.items()}
     smoother = next(n for n in prompt.values() if n["class_type"] == "PreciseEdit_FFTEdgeSmoother")
     select = prompt[smoother["inputs"]["fine_mask"][0]]
@@ -135,8 +128,8 @@ def test_local_edit_workflow_chains_locator_guider_sam_and_smoother(comfy_server
     assert not (images[f"zone_local_edit_{other}"] == seen[TOP : TOP + 42]).all()
 
 
-def test_three_turns_keep_every_pixel_outside_the_turns_masks(comfy_server):
-    prompt = prompt_of(comfy_server, "zone_multi_turn.json")
+def test_three_turns_keep_every_pixel_outside_the_turns_masks(comfy_server, example_runs):
+    prompt = example_runs.prompt("zone_multi_turn")
     smoothers = sorted(
         (node_id for node_id, node in prompt.items() if node["class_type"] == "PreciseEdit_FFTEdgeSmoother"), key=int
     )
