@@ -128,19 +128,20 @@ def test_checkpoints_reload_identically_and_an_interrupted_run_resumes_to_the_sa
         clip_tokens = torch.randn(1, 50, 768)
         assert torch.equal(straight.adapter(clip_tokens, x[:1, :4]), reloaded.adapter(clip_tokens, x[:1, :4]))
 
-    # Interrupt after step 3: a checkpoint at step 3 is written, then the run stops
-    update = comfy.utils.ProgressBar.update_absolute
+    # Cancel pressed during step 3: ComfyUI's progress hook (as main.py installs it) raises in that step's update;
+    # a checkpoint at step 3 is written, then the run stops
+    hook = comfy.utils.PROGRESS_BAR_HOOK
 
-    def interrupt_at_three(self, value, total=None, preview=None):
-        update(self, value, total, preview)
+    def cancel_during_step_three(value, total, preview, prompt_id=None, node_id=None):
         if value == 3:
             comfy.model_management.interrupt_current_processing(True)
+        comfy.model_management.throw_exception_if_processing_interrupted()
 
-    monkeypatch.setattr(comfy.utils.ProgressBar, "update_absolute", interrupt_at_three)
+    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", cancel_during_step_three)
     before = mcdm_files()
     with pytest.raises(comfy.model_management.InterruptProcessingException):
         train(world, 4, checkpoint_every=0, filename_prefix="cut")
-    monkeypatch.setattr(comfy.utils.ProgressBar, "update_absolute", update)
+    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", hook)
     written = mcdm_files() - before
     cut = [f for f in written if f.endswith("_step_0000003.safetensors")]
     assert len(cut) == 1 and not any(f.startswith("cut_") for f in written), written
