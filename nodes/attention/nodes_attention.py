@@ -16,6 +16,7 @@ from ..common.mask_input import spatial_mask_batch
 from ..common.socket_types import AttentionMaps
 from .attention_capture import AttentionCapture
 from .attention_effect import StepRange
+from .attention_preview import show_attention_on_node
 from .cross_attention_patch import add_cross_attention_effect, cross_attention_layers
 from .layer_choice import DEFAULT_LAYER_CHOICE, LAYER_OPTIONS, choose_layers
 from .prompt_tokens import locate_words
@@ -178,7 +179,8 @@ class CaptureCrossAttention(io.ComfyNode):
             steps=StepRange.from_percent(model, start_percent, end_percent),
             target=target_spec,
         )
-        return io.NodeOutput(add_cross_attention_effect(model, effect, chosen), store, conditioning_out)
+        recording = show_attention_on_node(add_cross_attention_effect(model, effect, chosen), store)
+        return io.NodeOutput(recording, store, conditioning_out)
 
 
 LATENT_TO_IMAGE = 8

@@ -19,7 +19,10 @@ def prompt_inputs(action: str) -> list:
         io.Model.Input("model", tooltip="SD1.x, SD2.x or SDXL UNet model (InstructPix2Pix variants too)."),
         io.Clip.Input("clip", tooltip="The CLIP that encodes the prompt, to find the words' token positions."),
         io.String.Input(
-            "text", multiline=True, tooltip="The prompt exactly as it is encoded (embedding:name allowed)."
+            "text",
+            default="",
+            multiline=True,
+            tooltip="The prompt exactly as it is encoded (embedding:name allowed).",
         ),
         io.String.Input(
             "words", default="", tooltip=f"Word(s) or phrase(s) of the prompt to {action}, comma-separated."

@@ -253,11 +253,13 @@ class PromptToPromptEdit(io.ComfyNode):
                 InvertedLatent.Input("inversion", tooltip="From Null-Text Inversion of the source image."),
                 io.String.Input(
                     "source_text",
+                    default="",
                     multiline=True,
                     tooltip="The caption the inversion was made with (S2Edit: with [I], e.g. 'a photo of a [I] lady').",
                 ),
                 io.String.Input(
                     "target_text",
+                    default="",
                     multiline=True,
                     tooltip="The edited caption: swap words ('a [I] lady with a smile') or add/remove words.",
                 ),

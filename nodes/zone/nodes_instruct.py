@@ -216,7 +216,7 @@ class ActionClassifier(io.ComfyNode):
 register_model_folder(ACTION_CLASSIFIERS, (".safetensors", ".pth", ".pt"))
 
 
-PACK_ROOT = Path(__file__).resolve().parents[1]
+PACK_ROOT = Path(__file__).resolve().parents[2]
 
 
 DEFAULT_DATASET = "data/zone_instructions.jsonl"

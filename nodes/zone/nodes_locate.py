@@ -16,6 +16,7 @@ from ...core.zone.difference_locator import METRICS, difference_mask
 from ...core.zone.edit_region import PAPER_THRESHOLD, RELEASED_THRESHOLD, attention_difference, edit_region
 from ..attention.attention_capture import AttentionCapture
 from ..attention.attention_effect import PromptTarget, StepRange
+from ..attention.attention_preview import show_attention_on_node
 from ..attention.cross_attention_patch import CrossAttentionLayer, add_cross_attention_effect, cross_attention_layers
 from ..attention.layer_choice import LAYER_OPTIONS, choose_layers
 from ..attention.prompt_tokens import clip_tokenizer
@@ -116,6 +117,7 @@ class InstructionLocator(io.ComfyNode):
                 ),
                 io.String.Input(
                     "instruction",
+                    default="",
                     multiline=True,
                     tooltip="The instruction exactly as encoded for the positive prompt, e.g. 'make the hat blue'.",
                 ),
@@ -153,7 +155,8 @@ class InstructionLocator(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, clip, instruction: str, branches: str, layers: str) -> io.NodeOutput:
-        return io.NodeOutput(*locate(model, end_token_position(clip, instruction), branches, layers))
+        recording, store = locate(model, end_token_position(clip, instruction), branches, layers)
+        return io.NodeOutput(show_attention_on_node(recording, store), store)
 
 
 def locate(model: ModelPatcher, end_position: int, branches: str, layers: str) -> tuple[ModelPatcher, AttentionStore]:

@@ -26,6 +26,7 @@ from ...core.zone.sam_everything import SORT_KEYS, EverythingSettings, segment_e
 from ..common.comfy_node_api import io
 from ..common.listed_model_file import listed_model_file
 from ..common.model_folders import model_path
+from ..common.node_text import show_on_node
 from ..common.socket_types import SamModelType
 from .sam_model import SAMS, SamModel, on_compute_device, sam_module
 from .segs_masks import segs_to_masks
@@ -277,7 +278,7 @@ class SAMSegmentEverything(io.ComfyNode):
             )
             if if_none_pass == "error":
                 raise ValueError(message)
-            logging.warning("PreciseEdit_SAMSegmentEverything: %s; outputting one blank mask", message)
+            show_on_node(f"SAM Segment Everything: {message}; outputting one blank mask", logging.WARNING)
             info["message"] = message + " (output: one blank mask)"
             masks = torch.zeros((1, height, width))
         return io.NodeOutput(masks, json.dumps(info))

@@ -9,7 +9,10 @@ from typing import Any
 
 import requests
 
-READY = "() => window.app?.graph && window.app.extensions?.some(e => e.name === 'PreciseEdit.TokenView')"
+# The pack's extension is registered and the frontend has put its start-up workflow on the canvas (later frontends do
+# that after the app is set up; a graph loaded before it would be replaced).
+READY = """() => window.app?.extensions?.some(e => e.name === 'PreciseEdit.TokenView')
+    && window.app.graph?.nodes?.length > 0"""
 LOAD_TIMEOUT_MS = 120_000
 
 
@@ -46,6 +49,7 @@ class ComfyPage:
     def load_api_prompt(self, prompt: dict[str, Any], name: str = "test.json") -> None:
         """Load an API-format prompt (the frontend lays the nodes out itself)."""
         self.evaluate("async ([p, name]) => { await app.loadApiJson(p, name); }", [prompt, name])
+        self.page.wait_for_function("(count) => app.graph.nodes.length === count", arg=len(prompt), timeout=30_000)
 
     def unregistered_node_types(self) -> list[str]:
         """Types of the graph's nodes the frontend has no definition for."""

@@ -29,9 +29,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
-    """One headless Chromium for the session."""
+    """One headless Chromium per module: Playwright's sync API keeps an event loop running in this thread while it
+    is open, and the in-process ComfyUI of later tests starts with asyncio.run, which refuses to run inside one."""
     if not CHROMIUM.is_file():
         pytest.skip(f"no Chromium at {CHROMIUM}: `apt-get install chromium` (or set PRECISE_EDIT_CHROMIUM)")
     from playwright.sync_api import sync_playwright
