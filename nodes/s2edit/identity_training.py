@@ -558,7 +558,6 @@ def train_identity(
 
         weight = semantic.weight if semantic is not None else 0.0
         for step in range(1, settings.steps + 1):
-            comfy.model_management.throw_exception_if_processing_interrupted()
             if probe is not None:
                 probe.reset()
             loss = identity_step_loss([subject_term(index, s) for index, s in enumerate(subjects)], weight)
