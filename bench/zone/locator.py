@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return guider
 
     def fused(patcher):
-        guider = FusedInstructGuider(patcher, None, 7.5, 1.5, 0.0)
+        guider = FusedInstructGuider(patcher, None, text_guidance=7.5, image_guidance=1.5, beta=0.0)
         guider.set_instruction(positive, negative, source)
         return guider
 

@@ -107,6 +107,7 @@ def train_action_mlp(
     states: torch.Tensor,
     lengths: torch.Tensor,
     labels: torch.Tensor,
+    *,
     steps: int,
     learning_rate: float,
     batch_size: int,

@@ -44,6 +44,7 @@ def pixel_difference(original: torch.Tensor, edited: torch.Tensor, metric: Diffe
 def difference_mask(
     original: torch.Tensor,
     edited: torch.Tensor,
+    *,
     metric: DifferenceMetric = "max",
     blur_sigma: float = 2.0,
     threshold: float = 0.25,

@@ -44,7 +44,7 @@ REFERENCE_SIZE = 512
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SmootherSettings:
     dilation_radius: int = 4
     """r of the (2r+1)² square that dilates M_f into M_d."""

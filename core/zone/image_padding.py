@@ -50,7 +50,7 @@ def scaled_size(height: int, width: int, longest_side: int, enlarge: bool) -> tu
 
 
 def padded_layout(
-    height: int, width: int, longest_side: int, multiple: int, placement: str = "center", enlarge: bool = False
+    height: int, width: int, *, longest_side: int, multiple: int, placement: str = "center", enlarge: bool = False
 ) -> PaddedLayout:
     """The layout of a ``height`` × ``width`` image scaled to ``longest_side`` and padded to a ``multiple``."""
     if min(height, width, longest_side, multiple) < 1:

@@ -18,7 +18,7 @@ import torch
 
 
 def instruct_pix2pix_guidance(
-    text: torch.Tensor, image: torch.Tensor, uncond: torch.Tensor, text_scale: float, image_scale: float
+    text: torch.Tensor, image: torch.Tensor, uncond: torch.Tensor, *, text_scale: float, image_scale: float
 ) -> torch.Tensor:
     """``uncond + text_scale (text − image) + image_scale (image − uncond)`` for predictions of one latent."""
     if not text.shape == image.shape == uncond.shape:

@@ -106,7 +106,13 @@ class FFTEdgeSmoother(io.ComfyNode):
         alpha: float,
         scale_with_resolution: bool,
     ) -> io.NodeOutput:
-        settings = SmootherSettings(dilation_radius, low_pass_radius, threshold, closing_radius, alpha)
+        settings = SmootherSettings(
+            dilation_radius=dilation_radius,
+            low_pass_radius=low_pass_radius,
+            threshold=threshold,
+            closing_radius=closing_radius,
+            alpha=alpha,
+        )
         if scale_with_resolution:
             settings = settings.scaled(*original.shape[1:3])
         result = smooth_and_composite(original, edited, mask_stack(fine_mask, "fine_mask"), settings)
@@ -190,7 +196,14 @@ class ResizeAndPad(io.ComfyNode):
             raise ValueError(f"image must be an IMAGE [B, H, W, C]; got shape {tuple(image.shape)}")
         if upscale_method not in UPSCALE_METHODS:
             raise ValueError(f"upscale_method must be one of {UPSCALE_METHODS}, got {upscale_method!r}")
-        layout = padded_layout(image.shape[1], image.shape[2], longest_side, multiple, placement, enlarge)
+        layout = padded_layout(
+            image.shape[1],
+            image.shape[2],
+            longest_side=longest_side,
+            multiple=multiple,
+            placement=placement,
+            enlarge=enlarge,
+        )
         scaled = resized(image, layout.height, layout.width, upscale_method)
         return io.NodeOutput(pad_to_layout(scaled.movedim(-1, 1), layout).movedim(1, -1), layout)
 

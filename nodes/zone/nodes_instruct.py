@@ -356,7 +356,14 @@ class ActionClassifierTrainer(io.ComfyNode):
             stack, targets = stack.to(device), torch.tensor(labels)
             fit = torch.tensor(train)
             mlp = train_action_mlp(
-                stack[fit], lengths[fit], targets[fit], steps, learning_rate, batch_size, seed, on_step=progress.record
+                stack[fit],
+                lengths[fit],
+                targets[fit],
+                steps=steps,
+                learning_rate=learning_rate,
+                batch_size=batch_size,
+                seed=seed,
+                on_step=progress.record,
             )
             held = torch.tensor(held_out, dtype=torch.long)
             train_accuracy = accuracy(mlp, stack[fit], lengths[fit], targets[fit])
@@ -405,6 +412,7 @@ class FusedInstructGuider(comfy.samplers.CFGGuider):
         self,
         model: ModelPatcher,
         magicbrush: ModelPatcher | None,
+        *,
         text_guidance: float,
         image_guidance: float,
         beta: float,
@@ -444,7 +452,9 @@ class FusedInstructGuider(comfy.samplers.CFGGuider):
     def guided(self, base_model, x, timestep, model_options) -> torch.Tensor:
         conds = [self.conds.get("negative"), self.conds.get("middle"), self.conds.get("positive")]
         uncond, image, text = comfy.samplers.calc_cond_batch(base_model, conds, x, timestep, model_options)
-        return instruct_pix2pix_guidance(text, image, uncond, self.text_guidance, self.image_guidance)
+        return instruct_pix2pix_guidance(
+            text, image, uncond, text_scale=self.text_guidance, image_scale=self.image_guidance
+        )
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006 (ComfyUI's signature)
         ip2p = self.guided(self.inner_model, x, timestep, model_options)
@@ -553,7 +563,9 @@ class FusedInstructGuiderNode(io.ComfyNode):
                 f"image must be a {model.model.latent_format.latent_channels}-channel image latent (VAE Encode of the "
                 f"image to edit); got samples of shape {tuple(samples.shape)}"
             )
-        guider = FusedInstructGuider(model, magicbrush, text_guidance, image_guidance, beta)
+        guider = FusedInstructGuider(
+            model, magicbrush, text_guidance=text_guidance, image_guidance=image_guidance, beta=beta
+        )
         guider.set_instruction(positive, negative, samples)
         return io.NodeOutput(guider, {"samples": torch.zeros_like(samples)})
 

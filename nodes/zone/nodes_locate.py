@@ -351,7 +351,14 @@ class DifferenceLocator(io.ComfyNode):
         threshold_mode: str,
     ) -> io.NodeOutput:
         before, after = image_pair(original, edited)
-        mask = difference_mask(before, after, metric, blur_sigma, threshold, relative=threshold_mode == "relative")
+        mask = difference_mask(
+            before,
+            after,
+            metric=metric,
+            blur_sigma=blur_sigma,
+            threshold=threshold,
+            relative=threshold_mode == "relative",
+        )
         return io.NodeOutput(mask.float().cpu())
 
 

@@ -60,8 +60,12 @@ def test_the_released_transposed_centre_would_fail_the_same_check():
 
 def test_settings_scale_with_the_longest_side():
     assert SmootherSettings().scaled(512, 384) == SmootherSettings()
-    assert SmootherSettings().scaled(768, 1024) == SmootherSettings(8, 400.0, 30.0, 20, 0.6)
-    assert SmootherSettings().scaled(64, 48) == SmootherSettings(1, 25.0, 30.0, 1, 0.6)
+    assert SmootherSettings().scaled(768, 1024) == SmootherSettings(
+        dilation_radius=8, low_pass_radius=400.0, threshold=30.0, closing_radius=20, alpha=0.6
+    )
+    assert SmootherSettings().scaled(64, 48) == SmootherSettings(
+        dilation_radius=1, low_pass_radius=25.0, threshold=30.0, closing_radius=1, alpha=0.6
+    )
 
 
 def disk(height: int, width: int, centre: tuple[float, float], radius: torch.Tensor | float) -> torch.Tensor:
@@ -104,7 +108,12 @@ def jagged_edit() -> dict:
 def test_the_smoother_removes_jagged_edges_and_keeps_the_object(jagged_edit):
     original, edited, target, fine = (jagged_edit[k] for k in ("original", "edited", "object", "fine"))
     naive = torch.where(fine[None, ..., None], edited, original)
-    result = smooth_and_composite(original, edited, fine[None], SmootherSettings(4, 50.0, 30.0, 5, 0.6))
+    result = smooth_and_composite(
+        original,
+        edited,
+        fine[None],
+        SmootherSettings(dilation_radius=4, low_pass_radius=50.0, threshold=30.0, closing_radius=5, alpha=0.6),
+    )
     changed_naive = (naive != original).any(-1)[0]
     changed = (result.composite != original).any(-1)[0]
 
@@ -166,7 +175,7 @@ def test_pixels_outside_the_final_mask_are_bit_identical_and_boxes_change_nothin
 def test_batches_broadcast_and_match_single_runs(jagged_edit):
     original, edited, fine = jagged_edit["original"], jagged_edit["edited"], jagged_edit["fine"]
     other = torch.flip(fine, (0,))
-    settings_ = SmootherSettings(4, 50.0, 30.0, 5, 0.6)
+    settings_ = SmootherSettings(dilation_radius=4, low_pass_radius=50.0, threshold=30.0, closing_radius=5, alpha=0.6)
     batch = smooth_and_composite(original, torch.cat([edited, original]), torch.stack([fine, other]), settings_)
     first = smooth_and_composite(original, edited, fine[None], settings_)
     second = smooth_and_composite(original, original, other[None], settings_)

@@ -64,10 +64,10 @@ def test_padding_is_black_and_cropping_returns_the_image_exactly():
 
 def test_bad_sizes_and_placements_are_refused():
     with pytest.raises(ValueError, match="placement must be one of"):
-        padded_layout(10, 10, 512, 32, placement="middle")
+        padded_layout(10, 10, longest_side=512, multiple=32, placement="middle")
     with pytest.raises(ValueError, match="sizes must be positive"):
-        padded_layout(10, 10, 512, 0)
-    layout = padded_layout(10, 20, 512, 32)
+        padded_layout(10, 10, longest_side=512, multiple=0)
+    layout = padded_layout(10, 20, longest_side=512, multiple=32)
     with pytest.raises(ValueError, match=r"padded to \(32, 32\)"):
         crop_to_layout(torch.zeros(1, 3, 32, 64), layout)
 
