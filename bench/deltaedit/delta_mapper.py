@@ -64,10 +64,10 @@ def training_throughput(target_dim: int, steps: int, device: torch.device) -> di
     clip = torch.randn(PAIRS, CLIP_DIM, generator=generator)
     mapper = mapper_for(target_dim, device)
     scale = code_scale(codes)
-    train_delta_mapper(mapper, codes, clip, 3, BATCH, 0.5, 0, scale)
+    train_delta_mapper(mapper, codes, clip, steps=3, batch_size=BATCH, learning_rate=0.5, seed=0, scale=scale)
     synchronize(device)
     start = time.perf_counter()
-    train_delta_mapper(mapper, codes, clip, steps, BATCH, 0.5, 0, scale)
+    train_delta_mapper(mapper, codes, clip, steps=steps, batch_size=BATCH, learning_rate=0.5, seed=0, scale=scale)
     synchronize(device)
     seconds = time.perf_counter() - start
     start = time.perf_counter()
@@ -89,7 +89,7 @@ def apply_latency(target_dim: int, repeats: int, device: torch.device) -> float:
     for _ in range(repeats + 3):
         synchronize(device)
         start = time.perf_counter()
-        apply_delta(codes, predict_delta(model, codes, clip, direction, 0.03), 1.0)
+        apply_delta(codes, predict_delta(model, codes, clip, direction, threshold=0.03), 1.0)
         synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times[3:])

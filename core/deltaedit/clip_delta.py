@@ -132,7 +132,7 @@ def prompt_embedding(
     return F.normalize(embeddings.mean(dim=0), dim=0)
 
 
-def _direction(raw: torch.Tensor, source: str, target: str, kind: str, fingerprint: str) -> DeltaDirection:
+def _direction(raw: torch.Tensor, source: str, target: str, *, kind: str, fingerprint: str) -> DeltaDirection:
     if not torch.isfinite(raw).all():
         raise ValueError(f"the {kind} direction from {source!r} to {target!r} is not finite (NaN or inf)")
     norm = float(raw.norm())
@@ -150,6 +150,7 @@ def text_direction(
     encode_texts: Callable[[Sequence[str]], torch.Tensor],
     source: str,
     target: str,
+    *,
     use_templates: bool = True,
     clip_fingerprint: str = "",
 ) -> DeltaDirection:
@@ -164,7 +165,7 @@ def text_direction(
             "target, e.g. source 'face', target 'face with smile'"
         )
     raw = prompt_embedding(encode_texts, target, use_templates) - prompt_embedding(encode_texts, source, use_templates)
-    return _direction(raw, source, target, "text", clip_fingerprint)
+    return _direction(raw, source, target, kind="text", fingerprint=clip_fingerprint)
 
 
 def image_direction(
@@ -182,4 +183,4 @@ def image_direction(
             f"{tuple(target_embedding.shape)}"
         )
     raw = F.normalize(target_vector, dim=0) - F.normalize(source_vector, dim=0)
-    return _direction(raw, source, target, "image", clip_fingerprint)
+    return _direction(raw, source, target, kind="image", fingerprint=clip_fingerprint)

@@ -65,6 +65,7 @@ def predict_delta(
     codes: torch.Tensor,
     clip_embeddings: torch.Tensor,
     direction: DeltaDirection,
+    *,
     threshold: float = 0.0,
     relative: bool = False,
 ) -> torch.Tensor:
@@ -86,7 +87,13 @@ def predict_delta(
     with torch.no_grad():
         delta = model.mapper(codes.to(parameter) / model.code_scale, condition) * model.code_scale
     delta = delta.to(codes.device, torch.float32)
-    return disentangle(delta, model.relevance.to(codes.device), direction.raw.to(codes.device), threshold, relative)
+    return disentangle(
+        delta,
+        model.relevance.to(codes.device),
+        direction.raw.to(codes.device),
+        threshold=threshold,
+        relative=relative,
+    )
 
 
 def straightforward_delta(codes: torch.Tensor, direction: DeltaDirection) -> torch.Tensor:

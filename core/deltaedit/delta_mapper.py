@@ -61,6 +61,7 @@ class EqualLinear(nn.Module):
         self,
         in_dim: int,
         out_dim: int,
+        *,
         lr_mul: float = 0.01,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
@@ -96,7 +97,11 @@ class Mapper(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [PixelNorm()] if norm else []
         for index in range(num_layers):
-            layers.append(EqualLinear(in_dim if index == 0 else out_dim, out_dim, lr_mul, generator, device))
+            layers.append(
+                EqualLinear(
+                    in_dim if index == 0 else out_dim, out_dim, lr_mul=lr_mul, generator=generator, device=device
+                )
+            )
         self.mapping = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

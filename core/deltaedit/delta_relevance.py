@@ -91,6 +91,7 @@ def disentangle(
     delta_codes: torch.Tensor,
     relevance: torch.Tensor,
     direction_raw: torch.Tensor,
+    *,
     threshold: float,
     relative: bool = False,
 ) -> torch.Tensor:

@@ -57,6 +57,7 @@ def train_delta_mapper(
     mapper: DeltaMapper,
     codes: torch.Tensor,
     clip_embeddings: torch.Tensor,
+    *,
     steps: int,
     batch_size: int = DEFAULT_BATCH_SIZE,
     learning_rate: float = DEFAULT_LEARNING_RATE,

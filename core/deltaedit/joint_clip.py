@@ -111,7 +111,7 @@ class JointCLIPModule(torch.nn.Module):
         self.clip = clip
 
 
-@dataclass
+@dataclass(kw_only=True)
 class JointCLIP:
     """A loaded joint CLIP: the module, its tokenizer and image preprocessing, and a fingerprint of its weights."""
 
@@ -236,4 +236,12 @@ def load_joint_clip(path: Path, fallback_tokenizer: Path, name: str | None = Non
         raise ValueError(f"{name}: its text tower has {vocab} token embeddings but the tokenizer has {len(tokenizer)}")
     size, mean, std = _preprocessing(folder, int(clip.config.vision_config.image_size))
     fingerprint = tensor_fingerprint(clip.text_projection.weight, clip.visual_projection.weight)
-    return JointCLIP(JointCLIPModule(clip), tokenizer, size, mean, std, name, fingerprint)
+    return JointCLIP(
+        module=JointCLIPModule(clip),
+        tokenizer=tokenizer,
+        image_size=size,
+        image_mean=mean,
+        image_std=std,
+        name=name,
+        fingerprint=fingerprint,
+    )

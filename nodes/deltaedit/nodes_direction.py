@@ -140,7 +140,11 @@ class CLIPDeltaDirection(io.ComfyNode):
             )
         else:
             direction = text_direction(
-                joint_clip.encode_texts, source_text, target_text, prompt_templates, joint_clip.fingerprint
+                joint_clip.encode_texts,
+                source_text,
+                target_text,
+                use_templates=prompt_templates,
+                clip_fingerprint=joint_clip.fingerprint,
             )
         return io.NodeOutput(direction)
 
@@ -182,6 +186,7 @@ def mapper_delta(
     joint_clip: JointClipModel | None,
     clip_vision,
     image: torch.Tensor | None,
+    *,
     codes: torch.Tensor,
     delta: DeltaDirection,
     threshold: float,
@@ -201,10 +206,12 @@ def mapper_delta(
     clip = joint_clip.encode_images(image)
     if codes.shape[0] not in (1, clip.shape[0]):
         raise ValueError(f"{codes.shape[0]} conditioning embeddings for {clip.shape[0]} images: the batches differ")
-    return predict_delta(delta_mapper, codes.expand(clip.shape[0], -1), clip, delta, threshold, relative)
+    return predict_delta(
+        delta_mapper, codes.expand(clip.shape[0], -1), clip, delta, threshold=threshold, relative=relative
+    )
 
 
-def edit_report(kept: int, channels: int, codes: torch.Tensor, change: torch.Tensor, strength: float) -> str:
+def edit_report(*, kept: int, channels: int, codes: torch.Tensor, change: torch.Tensor, strength: float) -> str:
     """What the edit did, for the node's text: channels changed and the edit's length against the embedding's."""
     length = float((strength * change.float()).norm(dim=-1).mean())
     share = length / max(float(codes.float().norm(dim=-1).mean()), torch.finfo(torch.float32).tiny)
@@ -338,10 +345,12 @@ class ApplyDeltaEdit(io.ComfyNode):
         else:
             relative = threshold_mode == "relative"
             cut = relative_threshold if relative else threshold
-            change = mapper_delta(delta_mapper, joint_clip, clip_vision, image, codes, delta, cut, relative)
+            change = mapper_delta(
+                delta_mapper, joint_clip, clip_vision, image, codes=codes, delta=delta, threshold=cut, relative=relative
+            )
             relevance = delta_mapper.relevance
             kept = int(relevant_channels(relevance, delta.raw.to(relevance.device), cut, relative).sum())
-        show_on_node(edit_report(kept, channels, codes, change, strength))
+        show_on_node(edit_report(kept=kept, channels=channels, codes=codes, change=change, strength=strength))
         return io.NodeOutput(edited_output(source, apply_delta(codes, change, strength)), kept / channels)
 
 

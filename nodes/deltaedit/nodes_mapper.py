@@ -108,7 +108,17 @@ class DeltaMapperTrainer(io.ComfyNode):
             config = DeltaMapperConfig.for_target(codes.shape[1], clip.shape[1])
             mapper = DeltaMapper(config, generator=torch.Generator().manual_seed(seed)).to(device)
             scale = code_scale(codes)
-            train_delta_mapper(mapper, codes, clip, steps, batch_size, learning_rate, seed, scale, progress.record)
+            train_delta_mapper(
+                mapper,
+                codes,
+                clip,
+                steps=steps,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                seed=seed,
+                scale=scale,
+                on_step=progress.record,
+            )
             mapper = mapper.cpu()
             relevance = estimate_relevance(codes, clip)
         model = DeltaEditModel(

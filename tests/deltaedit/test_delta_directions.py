@@ -108,13 +108,13 @@ def test_thresholding_zeroes_exactly_the_channels_whose_relevance_is_below_it():
     scores = relevance_scores(relevance, raw)
     torch.testing.assert_close(scores, torch.tensor([0.02, 0.04, 0.03125, 0.0299, 0.02, 0.0]))
     delta = torch.arange(1.0, 13.0).reshape(2, 6)
-    out = disentangle(delta, relevance, raw, 0.03)
+    out = disentangle(delta, relevance, raw, threshold=0.03)
     keep = torch.tensor([False, True, True, False, False, False])
     assert torch.equal(relevant_channels(relevance, raw, 0.03), keep)
     assert torch.equal(out[:, ~keep], torch.zeros(2, 4))
     assert torch.equal(out[:, keep], delta[:, keep])
-    assert torch.equal(disentangle(delta, relevance, raw, 0.0), delta)
-    assert torch.equal(disentangle(delta, relevance, raw, 0.0401), torch.zeros_like(delta))
+    assert torch.equal(disentangle(delta, relevance, raw, threshold=0.0), delta)
+    assert torch.equal(disentangle(delta, relevance, raw, threshold=0.0401), torch.zeros_like(delta))
 
 
 def test_the_relative_threshold_keeps_channels_at_a_fraction_of_the_largest_relevance():
@@ -131,7 +131,7 @@ def test_the_relative_threshold_keeps_channels_at_a_fraction_of_the_largest_rele
     assert int(relevant_channels(relevance, 100 * raw, 0.03).sum()) == 5
     assert not relevant_channels(relevance, torch.zeros(4), 0.25, relative=True).any()
     delta = torch.arange(1.0, 13.0).reshape(2, 6)
-    out = disentangle(delta, relevance, raw, 0.75, relative=True)
+    out = disentangle(delta, relevance, raw, threshold=0.75, relative=True)
     assert torch.equal(out[:, keep], delta[:, keep]) and torch.equal(out[:, ~keep], torch.zeros(2, 4))
 
 

@@ -142,7 +142,11 @@ def test_training_is_deterministic_and_lowers_the_loss():
     with one_thread():
         for _ in range(2):
             mapper = DeltaMapper(config, generator=torch.Generator().manual_seed(0))
-            runs.append(train_delta_mapper(mapper, codes, clip, 150, 16, 1.0, seed=5, scale=code_scale(codes)))
+            runs.append(
+                train_delta_mapper(
+                    mapper, codes, clip, steps=150, batch_size=16, learning_rate=1.0, seed=5, scale=code_scale(codes)
+                )
+            )
     assert runs[0] == runs[1]
     assert sum(runs[0][-10:]) / 10 < 0.6 * sum(runs[0][:10]) / 10
 
@@ -151,9 +155,9 @@ def test_training_refuses_data_that_does_not_fit_the_mapper():
     mapper = DeltaMapper(DeltaMapperConfig.for_target(12, 8))
     codes, clip = small_training_set()
     with pytest.raises(ValueError, match="at least two images"):
-        train_delta_mapper(mapper, codes[:1], clip[:1], 1)
+        train_delta_mapper(mapper, codes[:1], clip[:1], steps=1)
     with pytest.raises(ValueError, match="sized for codes of 12 and CLIP embeddings of 8"):
-        train_delta_mapper(mapper, codes, torch.randn(32, 6), 1)
+        train_delta_mapper(mapper, codes, torch.randn(32, 6), steps=1)
 
 
 def test_the_mapper_file_round_trips_weights_relevance_and_config(tmp_path):

@@ -103,7 +103,9 @@ def test_the_direction_node_computes_the_templated_text_delta_of_the_loaded_clip
     outputs = run_graph(direction_prompt("face", "face with smile"), outputs=["1", "2"])
     joint, direction = outputs["1"][0], outputs["2"][0]
     assert joint.dim == 16 and joint.name == JOINT
-    expected = text_direction(joint.joint.encode_texts, "face", "face with smile", True, joint.fingerprint)
+    expected = text_direction(
+        joint.joint.encode_texts, "face", "face with smile", use_templates=True, clip_fingerprint=joint.fingerprint
+    )
     torch.testing.assert_close(direction.raw, expected.raw)
     assert direction.clip_fingerprint == joint.fingerprint and direction.kind == "text"
 
@@ -269,7 +271,13 @@ def smile(trained):
     from precise_edit.core.deltaedit.clip_delta import text_direction
 
     with torch.inference_mode():
-        return text_direction(trained.joint.encode_texts, "face", "face with smile", True, trained.joint.fingerprint)
+        return text_direction(
+            trained.joint.encode_texts,
+            "face",
+            "face with smile",
+            use_templates=True,
+            clip_fingerprint=trained.joint.fingerprint,
+        )
 
 
 def test_the_edit_moves_image_embeds_by_the_mapper_prediction_and_keeps_hidden_states(delta, trained, smile):
@@ -394,7 +402,9 @@ def test_a_mapper_is_refused_with_another_joint_clip_or_a_direction_of_another_c
     with pytest.raises(ValueError, match="not the one this Delta Mapper was trained with"):
         apply(delta, trained, smile, joint_clip=other)
     with torch.inference_mode():
-        foreign = text_direction(other.encode_texts, "face", "face with smile", True, other.fingerprint)
+        foreign = text_direction(
+            other.encode_texts, "face", "face with smile", use_templates=True, clip_fingerprint=other.fingerprint
+        )
     with pytest.raises(ValueError, match="delta was computed with another joint CLIP than the one the Delta Mapper"):
         apply(delta, trained, foreign)
     wide = type(smile)(torch.ones(24) / 24, torch.ones(24) / 24**0.5, "a", "b", "text", "elsewhere")

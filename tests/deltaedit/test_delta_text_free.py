@@ -31,7 +31,9 @@ def world_and_model():
     mapper = DeltaMapper(config, generator=torch.Generator().manual_seed(2))
     scale = code_scale(codes)
     with one_thread():
-        losses = train_delta_mapper(mapper, codes, clip, STEPS, BATCH, LEARNING_RATE, seed=0, scale=scale)
+        losses = train_delta_mapper(
+            mapper, codes, clip, steps=STEPS, batch_size=BATCH, learning_rate=LEARNING_RATE, seed=0, scale=scale
+        )
     model = DeltaEditModel(mapper, scale, estimate_relevance(codes, clip), "", "")
     return world, model, losses
 
