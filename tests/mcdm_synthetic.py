@@ -58,7 +58,7 @@ def make_pairs(count: int, size: int = 64, seed: int = 0) -> SyntheticPairs:
 
 def write_pairs_folder(folder: Path, pairs: SyntheticPairs) -> Path:
     """Write ``pairs`` in the official layout (condition/, gt/, prompt.json) and return the folder."""
-    append_pairs(folder, pairs.sources, pairs.targets, TARGET_PROMPT, SOURCE_PROMPT)
+    append_pairs(folder, pairs.sources, pairs.targets, prompt=TARGET_PROMPT, source_prompt=SOURCE_PROMPT)
     return folder
 
 

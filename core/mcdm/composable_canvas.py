@@ -64,6 +64,7 @@ def combine_denoised(
     shared: torch.Tensor,
     source: torch.Tensor,
     target: torch.Tensor,
+    *,
     strengths: CanvasStrengths,
 ) -> torch.Tensor:
     """Eq. 2 expressed on guided denoised predictions x̂0 = x − σ·ε̃ at the noisy canvas ``x`` (module docstring)."""

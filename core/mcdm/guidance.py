@@ -42,6 +42,7 @@ def mcdm_guidance(
     image: torch.Tensor,
     image_concat: torch.Tensor,
     full: torch.Tensor,
+    *,
     s1: float,
     s2: float,
     s3: float,
@@ -59,6 +60,7 @@ def masked_mcdm_guidance(
     uncond: torch.Tensor,
     image: torch.Tensor,
     image_concat: torch.Tensor,
+    *,
     full_target: torch.Tensor,
     full_source: torch.Tensor,
     mask: torch.Tensor,
@@ -68,4 +70,4 @@ def masked_mcdm_guidance(
 ) -> torch.Tensor:
     """Eq. 3 from the five distinct branches: the shared terms once, the text term blended by M."""
     full = mask_guided(full_target, full_source, mask)
-    return mcdm_guidance(uncond, image, image_concat, full, s1, s2, s3)
+    return mcdm_guidance(uncond, image, image_concat, full, s1=s1, s2=s2, s3=s3)

@@ -191,7 +191,7 @@ def next_pair_id(folder: Path, records: list[PairRecord]) -> int:
 
 
 def append_pairs(
-    folder: Path | str, sources: torch.Tensor, targets: torch.Tensor, prompt: str, source_prompt: str
+    folder: Path | str, sources: torch.Tensor, targets: torch.Tensor, *, prompt: str, source_prompt: str
 ) -> list[PairRecord]:
     """Write each (x_A, x_B) of two (B, H, W, C) batches as a new pair, then append their lines to prompt.json.
 

@@ -107,6 +107,7 @@ def assemble_batch(
     data: TrainingSet,
     nulls: NullConditions,
     indices: torch.Tensor,
+    *,
     reconstruction_uniform: torch.Tensor,
     dropout_uniform: torch.Tensor,
     options: TrainingOptions,
@@ -151,6 +152,7 @@ def mcdm_loss(
     denoiser: Denoiser,
     adapter: Adapter,
     batch: Batch,
+    *,
     noise: torch.Tensor,
     timesteps: torch.Tensor,
     alphas_cumprod: torch.Tensor,
@@ -173,6 +175,7 @@ class MCDMTraining:
         self,
         unet: torch.nn.Module,
         adapter: torch.nn.Module,
+        *,
         data: TrainingSet,
         nulls: NullConditions,
         alphas_cumprod: torch.Tensor,
@@ -206,7 +209,14 @@ class MCDMTraining:
         dropout_uniform = torch.rand(size, generator=generator)
         timesteps = torch.randint(0, NUM_TIMESTEPS, (size,), generator=generator)
         noise = torch.randn((size, *self.data.target_latents.shape[1:]), generator=generator)
-        batch = assemble_batch(self.data, self.nulls, indices, reconstruction_uniform, dropout_uniform, self.options)
+        batch = assemble_batch(
+            self.data,
+            self.nulls,
+            indices,
+            reconstruction_uniform=reconstruction_uniform,
+            dropout_uniform=dropout_uniform,
+            options=self.options,
+        )
         device = self.data.target_latents.device
         return batch, noise.to(device, self.data.target_latents.dtype), timesteps.to(device)
 
@@ -215,7 +225,9 @@ class MCDMTraining:
         batch, noise, timesteps = self.draw()
         self.optimizer.zero_grad(set_to_none=True)
         with self.precision():
-            loss = mcdm_loss(self.denoiser, self.adapter, batch, noise, timesteps, self.alphas_cumprod)
+            loss = mcdm_loss(
+                self.denoiser, self.adapter, batch, noise=noise, timesteps=timesteps, alphas_cumprod=self.alphas_cumprod
+            )
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)

@@ -33,7 +33,7 @@ class CanvasGuider(comfy.samplers.CFGGuider):
             guided(negative, shared, self.cfg),
             guided(negative, source, self.cfg),
             guided(negative, target, self.cfg),
-            self.strengths,
+            strengths=self.strengths,
         )
 
 
@@ -177,7 +177,7 @@ class PairedDataGenerator(io.ComfyNode):
             sources, targets = split_canvas(images)
         except ValueError as error:
             raise ValueError(f"images: {error}") from None
-        append_pairs(target, sources, targets, prompt, source_prompt)
+        append_pairs(target, sources, targets, prompt=prompt, source_prompt=source_prompt)
         return io.NodeOutput(sources.clone(), targets.clone())
 
 

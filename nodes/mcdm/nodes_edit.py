@@ -73,8 +73,9 @@ class DiffEditProbe(comfy.samplers.Sampler):
         out = model_wrap.branch_predictions(x, sigma.expand(x.shape[0]), extra_args["model_options"])
         shared = (out[UNCOND], out[IMAGE], out[IMAGE_CONCAT])
         # x₀ predictions D̃ = x − σ ε̃ (guidance is affine with unit weight sum), so ε̃ = (x − D̃) / σ.
-        target = (x - mcdm_guidance(*shared, out[ALL], *self.scales)) / sigma
-        source = (x - mcdm_guidance(*shared, out[ALL_SOURCE], *self.scales)) / sigma
+        s1, s2, s3 = self.scales
+        target = (x - mcdm_guidance(*shared, out[ALL], s1=s1, s2=s2, s3=s3)) / sigma
+        source = (x - mcdm_guidance(*shared, out[ALL_SOURCE], s1=s1, s2=s2, s3=s3)) / sigma
         shape = (self.samples, x.shape[0] // self.samples, *x.shape[1:])
         self.difference = difference_map(target.reshape(shape).float(), source.reshape(shape).float()).cpu()
         return latent_image
@@ -85,6 +86,7 @@ def edit_difference(
     model: Any,
     vae: Any,
     image: torch.Tensor,
+    *,
     positive: list,
     source_prompt: list,
     negative: list,
@@ -210,7 +212,18 @@ class MCDMEditMask(io.ComfyNode):
             comfy.model_management.throw_exception_if_processing_interrupted()
             with torch.no_grad():
                 difference = edit_difference(
-                    mcdm, model, vae, image, positive, source_prompt, negative, scales, samples, strength, 50, generator
+                    mcdm,
+                    model,
+                    vae,
+                    image,
+                    positive=positive,
+                    source_prompt=source_prompt,
+                    negative=negative,
+                    scales=scales,
+                    samples=samples,
+                    strength=strength,
+                    steps=50,
+                    generator=generator,
                 )
             differences.append(difference)
         masks = [diffedit_mask(d, ratio, output == "binary", threshold) for d in differences]
@@ -274,9 +287,18 @@ class MCDMGuider(comfy.samplers.CFGGuider):
     def predict_noise(self, x: torch.Tensor, timestep: torch.Tensor, model_options: dict = {}, seed: Any = None):  # noqa: B006 (ComfyUI's signature)
         out = self.branch_predictions(x, timestep, model_options)
         shared = (out[UNCOND], out[IMAGE], out[IMAGE_CONCAT])
+        s1, s2, s3 = self.scales
         if self.mask is None:
-            return mcdm_guidance(*shared, out[ALL], *self.scales)
-        return masked_mcdm_guidance(*shared, out[ALL], out[ALL_SOURCE], latent_mask(self.mask, x), *self.scales)
+            return mcdm_guidance(*shared, out[ALL], s1=s1, s2=s2, s3=s3)
+        return masked_mcdm_guidance(
+            *shared,
+            full_target=out[ALL],
+            full_source=out[ALL_SOURCE],
+            mask=latent_mask(self.mask, x),
+            s1=s1,
+            s2=s2,
+            s3=s3,
+        )
 
     def outer_sample(self, noise: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         if tuple(noise.shape[-2:]) != self.source_latent_shape:
@@ -293,6 +315,7 @@ def build_guider(
     model: Any,
     vae: Any,
     source_image: torch.Tensor,
+    *,
     positive: list,
     negative: list,
     scales: tuple[float, float, float],
@@ -413,7 +436,17 @@ class MCDMGuiderNode(io.ComfyNode):
         model: Any = None,
     ) -> io.NodeOutput:
         scales = (image_scale, concat_scale, text_scale)
-        guider = build_guider(mcdm, model, vae, source_image, positive, negative, scales, source_prompt, mask)
+        guider = build_guider(
+            mcdm,
+            model,
+            vae,
+            source_image,
+            positive=positive,
+            negative=negative,
+            scales=scales,
+            source_prompt=source_prompt,
+            mask=mask,
+        )
         return io.NodeOutput(guider)
 
 

@@ -419,7 +419,7 @@ def training_set(data: PairsData, clip: Any, vae: Any, mcdm: MCDM) -> TrainingSe
         )
 
 
-def null_conditions(mode: str, size: tuple[int, int], clip: Any, vae: Any, mcdm: MCDM) -> NullConditions:
+def null_conditions(mode: str, size: tuple[int, int], *, clip: Any, vae: Any, mcdm: MCDM) -> NullConditions:
     """The dropped conditions: a black image through CLIP always; the latents depend on ``mode`` (help page)."""
     black = torch.zeros(1, *size, 3)
     with torch.no_grad():
@@ -460,7 +460,7 @@ def save_trained(base: MCDM, adapter: torch.nn.Module, path: Path, record: dict)
     save_mcdm(replace(base, adapter=adapter), path, {TRAINING_KEY: json.dumps(record)})
 
 
-def save_checkpoint(base: MCDM, training: MCDMTraining, adapter: torch.nn.Module, path: Path, record: dict) -> None:
+def save_checkpoint(base: MCDM, training: MCDMTraining, *, adapter: torch.nn.Module, path: Path, record: dict) -> None:
     """The model (loadable by MCDM Loader) first, then its training state next to it; each written atomically."""
     record = {**record, "step": training.step_count}
     save_trained(base, adapter, path, record)
@@ -484,7 +484,7 @@ def resume_path(resume_from: str) -> Path:
     return path
 
 
-def load_resume(path: Path, training: MCDMTraining, unet: torch.nn.Module, adapter: torch.nn.Module, pairs: int):
+def load_resume(path: Path, training: MCDMTraining, *, unet: torch.nn.Module, adapter: torch.nn.Module, pairs: int):
     """Restore weights, optimiser, generator and step from a checkpoint; refuse one from another training set."""
     checkpoint = load_mcdm(path)
     state_path = path.with_suffix(STATE_SUFFIX)
@@ -652,7 +652,7 @@ class MCDMTrainer(io.ComfyNode):
                 )
             )
             encoded = training_set(data, clip, vae, base)
-            nulls = null_conditions(null_image, tuple(data.sources.shape[1:3]), clip, vae, base)
+            nulls = null_conditions(null_image, tuple(data.sources.shape[1:3]), clip=clip, vae=vae, mcdm=base)
             unet = _trainable_copy(base.unet_module(), device)
             adapter = _trainable_copy(base.adapter, device)
             sampling = model.get_model_object("model_sampling")
@@ -663,21 +663,21 @@ class MCDMTrainer(io.ComfyNode):
             training = MCDMTraining(
                 unet,
                 adapter,
-                _to_device(encoded, device),
-                NullConditions(*(t.to(device) for t in vars(nulls).values())),
-                alphas_cumprod.to(device),
-                options,
-                seed,
+                data=_to_device(encoded, device),
+                nulls=NullConditions(*(t.to(device) for t in vars(nulls).values())),
+                alphas_cumprod=alphas_cumprod.to(device),
+                options=options,
+                seed=seed,
                 denoiser=lambda x, t, context: unet(x, t, context=context, transformer_options={}),
                 precision=precision,
                 scaler=scaler,
             )
             if resume is not None:
-                load_resume(resume, training, unet, adapter, len(data.prompts))
+                load_resume(resume, training, unet=unet, adapter=adapter, pairs=len(data.prompts))
 
             def checkpoint() -> None:
                 path = checkpoint_stem.parent / f"{checkpoint_stem.name}_step_{training.step_count:07d}.safetensors"
-                save_checkpoint(base, training, adapter, path, record)
+                save_checkpoint(base, training, adapter=adapter, path=path, record=record)
 
             progress = TrainerProgress(steps, on_interrupt=checkpoint)
             with checkpointed(unet, gradient_checkpointing):

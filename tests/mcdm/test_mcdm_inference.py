@@ -75,7 +75,7 @@ def test_the_guided_prediction_is_the_multi_condition_formula(world):
 
     mcdm, vae = world
     image, positive, negative = source_image(), text_conditioning(1), text_conditioning(2)
-    guider = build_guider(mcdm, None, vae, image, positive, negative, SCALES)
+    guider = build_guider(mcdm, None, vae, image, positive=positive, negative=negative, scales=SCALES)
     sigma = 3.0
     probe = run_probe(guider, torch.zeros(1, 4, 8, 8), sigma)
     eps = epsilons(mcdm, reference_branches(mcdm, vae, image, positive, negative), probe.x, sigma)
@@ -95,7 +95,9 @@ def test_the_mask_guided_prediction_is_equation_3(world):
     image, positive, negative, source = source_image(), text_conditioning(1), text_conditioning(2), text_conditioning(3)
     cells = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(9))
     mask = F.interpolate(cells[:, None], size=(64, 64), mode="nearest")[:, 0]  # block-constant: exact at 8×8
-    guider = build_guider(mcdm, None, vae, image, positive, negative, SCALES, source, mask)
+    guider = build_guider(
+        mcdm, None, vae, image, positive=positive, negative=negative, scales=SCALES, source_prompt=source, mask=mask
+    )
     sigma = 1.5
     probe = run_probe(guider, torch.zeros(1, 4, 8, 8), sigma, seed=1)
     eps = epsilons(mcdm, reference_branches(mcdm, vae, image, positive, negative, source), probe.x, sigma)
@@ -116,7 +118,15 @@ def test_each_step_is_one_batched_unet_call(world, with_mask, evaluations):
     mask = torch.ones(1, 64, 64) if with_mask else None
     source = text_conditioning(3) if with_mask else None
     guider = build_guider(
-        mcdm, None, vae, source_image(), text_conditioning(1), text_conditioning(2), SCALES, source, mask
+        mcdm,
+        None,
+        vae,
+        source_image(),
+        positive=text_conditioning(1),
+        negative=text_conditioning(2),
+        scales=SCALES,
+        source_prompt=source,
+        mask=mask,
     )
     counter = Counter()
     guider.model_options = {**guider.model_options, "model_function_wrapper": counter}
@@ -139,8 +149,18 @@ def test_it_samples_with_multistep_samplers_and_an_all_one_mask_is_the_plain_gui
     image, positive, negative = source_image(), text_conditioning(1), text_conditioning(2)
     sigmas = torch.tensor([14.6, 6.0, 2.0, 0.0])
     noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))
-    plain = build_guider(mcdm, None, vae, image, positive, negative, SCALES)
-    masked = build_guider(mcdm, None, vae, image, positive, negative, SCALES, text_conditioning(3), torch.ones(1, 9, 9))
+    plain = build_guider(mcdm, None, vae, image, positive=positive, negative=negative, scales=SCALES)
+    masked = build_guider(
+        mcdm,
+        None,
+        vae,
+        image,
+        positive=positive,
+        negative=negative,
+        scales=SCALES,
+        source_prompt=text_conditioning(3),
+        mask=torch.ones(1, 9, 9),
+    )
     for name in ("uni_pc",):
         sampler = comfy.samplers.sampler_object(name)
         a = plain.sample(noise, torch.zeros(1, 4, 8, 8), sampler, sigmas, disable_pbar=True)
@@ -200,14 +220,24 @@ def test_bad_inputs_are_refused_with_errors_that_name_them(world, sd15):
     mcdm, vae = world
     image, positive, negative = source_image(), text_conditioning(1), text_conditioning(2)
     with pytest.raises(ValueError, match="model: expected the 8-channel MCDM UNet .* 4 input channels"):
-        build_guider(mcdm, sd15.model, vae, image, positive, negative, SCALES)
+        build_guider(mcdm, sd15.model, vae, image, positive=positive, negative=negative, scales=SCALES)
     with pytest.raises(ValueError, match="source_image: 60×64 is not a multiple of 8"):
-        build_guider(mcdm, None, vae, source_image(64, 60), positive, negative, SCALES)
+        build_guider(mcdm, None, vae, source_image(64, 60), positive=positive, negative=negative, scales=SCALES)
     with pytest.raises(ValueError, match="mask: mask-guided editing needs the source_prompt"):
-        build_guider(mcdm, None, vae, image, positive, negative, SCALES, None, torch.ones(1, 64, 64))
+        build_guider(
+            mcdm,
+            None,
+            vae,
+            image,
+            positive=positive,
+            negative=negative,
+            scales=SCALES,
+            source_prompt=None,
+            mask=torch.ones(1, 64, 64),
+        )
     with pytest.raises(ValueError, match="mcdm: it has no CLIP vision tower"):
-        build_guider(mcdm.with_vision(None), None, vae, image, positive, negative, SCALES)
-    guider = build_guider(mcdm, None, vae, image, positive, negative, SCALES)
+        build_guider(mcdm.with_vision(None), None, vae, image, positive=positive, negative=negative, scales=SCALES)
+    guider = build_guider(mcdm, None, vae, image, positive=positive, negative=negative, scales=SCALES)
     with pytest.raises(
         ValueError, match=r"latent: its size \(16, 8\) .* differs from the source image's latent \(8, 8\)"
     ):

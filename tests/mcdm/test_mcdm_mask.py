@@ -134,12 +134,19 @@ def test_the_binary_mask_is_diffusers_generate_mask_with_mcdm_guidance(world):
 def test_the_noise_draws_are_independent_and_averaged(world):
     from precise_edit.nodes.mcdm.nodes_edit import edit_difference
 
-    args = (world.mcdm, world.mcdm.model, world.vae, world.image, text_conditioning(1), text_conditioning(3))
-    args = (*args, text_conditioning(2), SCALES)
-    pair = edit_difference(*args, 2, 0.5, 50, torch.Generator().manual_seed(5))
+    args = (world.mcdm, world.mcdm.model, world.vae, world.image)
+    options = {
+        "positive": text_conditioning(1),
+        "source_prompt": text_conditioning(3),
+        "negative": text_conditioning(2),
+        "scales": SCALES,
+        "strength": 0.5,
+        "steps": 50,
+    }
+    pair = edit_difference(*args, **options, samples=2, generator=torch.Generator().manual_seed(5))
     generator = torch.Generator().manual_seed(5)
-    first = edit_difference(*args, 1, 0.5, 50, generator)
-    second = edit_difference(*args, 1, 0.5, 50, generator)
+    first = edit_difference(*args, **options, samples=1, generator=generator)
+    second = edit_difference(*args, **options, samples=1, generator=generator)
     assert (first - second).abs().max() > 1e-3  # a second draw, not the first one reused (the release's quirk)
     torch.testing.assert_close(pair, (first + second) / 2, atol=1e-5, rtol=1e-4)
 

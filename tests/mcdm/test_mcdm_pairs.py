@@ -179,7 +179,7 @@ def test_malformed_prompt_lines_are_reported_by_line_number_and_nothing_is_writt
     assert "line 1" not in message and "line 6" not in message
     pairs = make_pairs(1, size=16, seed=9)
     with pytest.raises(PairsFolderError, match="line 2"):
-        append_pairs(folder, pairs.sources, pairs.targets, "p", "s")
+        append_pairs(folder, pairs.sources, pairs.targets, prompt="p", source_prompt="s")
     assert snapshot(folder) == before
 
 
@@ -205,7 +205,7 @@ def test_missing_files_odd_and_mismatched_sizes_are_named(tmp_path):
 def test_pairs_of_different_sizes_cannot_be_batched(tmp_path):
     folder = write_pairs_folder(tmp_path / "pairs", make_pairs(1, size=16))
     other = make_pairs(1, size=24)
-    append_pairs(folder, other.sources, other.targets, "p", "s")
+    append_pairs(folder, other.sources, other.targets, prompt="p", source_prompt="s")
     with pytest.raises(PairsFolderError, match=r"different sizes \(16×16 \(first on line 1\), 24×24"):
         read_pairs(folder)
 

@@ -47,7 +47,9 @@ def test_batch_drops_exactly_the_conditions_of_each_bucket_and_reconstructs():
     # samples 0-3: the four buckets; 4: kept; 5: a reconstruction pair
     dropout = torch.tensor([0.01, 0.07, 0.12, 0.18, 0.9, 0.9])
     reconstruction = torch.tensor([0.9, 0.9, 0.9, 0.9, 0.9, 0.01])
-    batch = assemble_batch(data, nulls, indices, reconstruction, dropout, TrainingOptions())
+    batch = assemble_batch(
+        data, nulls, indices, reconstruction_uniform=reconstruction, dropout_uniform=dropout, options=TrainingOptions()
+    )
     assert batch.buckets.tolist() == [Bucket.CONCAT, Bucket.EMBEDDING, Bucket.PROMPT, Bucket.ALL, 0, 0]
     assert batch.reconstruction.tolist() == [False] * 5 + [True]
     concat_null = [bool((batch.concat[i] == -7).all()) for i in range(6)]
@@ -65,7 +67,14 @@ def test_batch_drops_exactly_the_conditions_of_each_bucket_and_reconstructs():
 
 def test_loss_is_epsilon_mse_on_the_ddpm_forward_process():
     data, nulls = training_set()
-    batch = assemble_batch(data, nulls, torch.arange(3), torch.ones(3), torch.ones(3), TrainingOptions())
+    batch = assemble_batch(
+        data,
+        nulls,
+        torch.arange(3),
+        reconstruction_uniform=torch.ones(3),
+        dropout_uniform=torch.ones(3),
+        options=TrainingOptions(),
+    )
     alphas = torch.linspace(0.99, 0.01, 1000)
     noise, t = torch.randn(3, 4, H, W), torch.tensor([0, 500, 999])
     seen = {}
@@ -74,7 +83,9 @@ def test_loss_is_epsilon_mse_on_the_ddpm_forward_process():
         seen.update(x=x, t=timesteps, context=context)
         return x[:, :4] * 0.5
 
-    loss = mcdm_loss(denoiser, lambda clip, latent: clip + latent.mean(), batch, noise, t, alphas)
+    loss = mcdm_loss(
+        denoiser, lambda clip, latent: clip + latent.mean(), batch, noise=noise, timesteps=t, alphas_cumprod=alphas
+    )
     noisy = alphas[t].sqrt().view(-1, 1, 1, 1) * batch.target + (1 - alphas[t]).sqrt().view(-1, 1, 1, 1) * noise
     torch.testing.assert_close(seen["x"], torch.cat([noisy, batch.concat], 1))
     assert torch.equal(seen["t"], t)
@@ -108,7 +119,15 @@ def training(seed: int = 3) -> MCDMTraining:
     torch.manual_seed(0)
     unet, adapter = TinyDenoiser(), TinyAdapter()
     options = TrainingOptions(batch_size=3, learning_rate=1e-2)
-    return MCDMTraining(unet, adapter, data, nulls, torch.linspace(0.99, 0.01, 1000), options, seed)
+    return MCDMTraining(
+        unet,
+        adapter,
+        data=data,
+        nulls=nulls,
+        alphas_cumprod=torch.linspace(0.99, 0.01, 1000),
+        options=options,
+        seed=seed,
+    )
 
 
 def test_a_resumed_run_continues_bit_for_bit():
