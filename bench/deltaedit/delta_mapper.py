@@ -81,9 +81,13 @@ def apply_latency(target_dim: int, repeats: int, device: torch.device) -> float:
     """Median seconds of one image's edit: mapper forward, threshold, s + Δs."""
     mapper = mapper_for(target_dim, device)
     relevance = F.normalize(torch.randn(target_dim, CLIP_DIM), dim=1).to(device)
-    model = DeltaEditModel(mapper, 1.0, relevance, "", "")
+    model = DeltaEditModel(
+        mapper=mapper, code_scale=1.0, relevance=relevance, clip_fingerprint="", target_fingerprint=""
+    )
     raw = 0.2 * F.normalize(torch.randn(CLIP_DIM), dim=0).to(device)
-    direction = DeltaDirection(raw, raw / raw.norm(), "face", "face with smile", "text", "")
+    direction = DeltaDirection(
+        raw=raw, unit=raw / raw.norm(), source="face", target="face with smile", kind="text", clip_fingerprint=""
+    )
     codes, clip = torch.randn(1, target_dim, device=device), torch.randn(1, CLIP_DIM, device=device)
     times = []
     for _ in range(repeats + 3):

@@ -102,7 +102,7 @@ IMAGENET_TEMPLATES: tuple[str, ...] = (
 ZERO_DIRECTION_NORM = 1e-6
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DeltaDirection:
     """A DeltaSpace direction: ``raw`` Δ and ``unit`` Δ/‖Δ‖ (``[clip_dim]``), what it came from, and the CLIP."""
 

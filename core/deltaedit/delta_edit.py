@@ -27,7 +27,7 @@ from .delta_relevance import disentangle
 from .delta_training import delta_condition
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DeltaEditModel:
     """A Delta Mapper with what it needs at inference: code scale σ, relevance rows ``[D, d]``, model fingerprints."""
 

@@ -88,6 +88,7 @@ class Mapper(nn.Module):
         self,
         in_dim: int,
         out_dim: int,
+        *,
         norm: bool = True,
         num_layers: int = 4,
         lr_mul: float = 0.01,
@@ -196,7 +197,15 @@ class DeltaMapper(nn.Module):
         self.config = config
 
         def mapper(in_dim: int, out_dim: int, norm: bool = True) -> Mapper:
-            return Mapper(in_dim, out_dim, norm, config.num_layers, config.lr_mul, generator, device)
+            return Mapper(
+                in_dim,
+                out_dim,
+                norm=norm,
+                num_layers=config.num_layers,
+                lr_mul=config.lr_mul,
+                generator=generator,
+                device=device,
+            )
 
         for name, level in zip(LEVEL_NAMES, config.levels, strict=True):
             self.add_module(f"sm_{name}", mapper(level.width, level.width))

@@ -223,7 +223,7 @@ def test_strength_zero_returns_the_input_embedding_unchanged_and_strength_scales
 
 def test_the_straightforward_baseline_moves_along_the_direction_scaled_to_the_code_norm():
     raw = torch.tensor([0.0, 0.3, -0.4])
-    direction = DeltaDirection(raw, raw / 0.5, "a", "b", "text", "")
+    direction = DeltaDirection(raw=raw, unit=raw / 0.5, source="a", target="b", kind="text", clip_fingerprint="")
     codes = torch.tensor([[3.0, 4.0, 0.0]])
     torch.testing.assert_close(straightforward_delta(codes, direction), 5.0 * raw[None])
     with pytest.raises(ValueError, match="same CLIP for both"):

@@ -164,14 +164,23 @@ def test_the_mapper_file_round_trips_weights_relevance_and_config(tmp_path):
     codes, clip = small_training_set()
     config = DeltaMapperConfig.for_target(12, 8)
     mapper = DeltaMapper(config, generator=torch.Generator().manual_seed(0))
-    model = DeltaEditModel(mapper, 7.5, F.normalize(torch.randn(12, 8), dim=1), "clipfp", "targetfp", {"steps": 3})
+    model = DeltaEditModel(
+        mapper=mapper,
+        code_scale=7.5,
+        relevance=F.normalize(torch.randn(12, 8), dim=1),
+        clip_fingerprint="clipfp",
+        target_fingerprint="targetfp",
+        training={"steps": 3},
+    )
     save_delta_edit_model(model, tmp_path / "m.safetensors")
     loaded = load_delta_edit_model(tmp_path / "m.safetensors")
     assert loaded.mapper.config == config and loaded.code_scale == 7.5 and loaded.training == {"steps": 3}
     assert (loaded.clip_fingerprint, loaded.target_fingerprint) == ("clipfp", "targetfp")
     torch.testing.assert_close(loaded.relevance, model.relevance)
     raw = F.normalize(torch.randn(8), dim=0) * 0.2
-    direction = DeltaDirection(raw, F.normalize(raw, dim=0), "a", "b", "text", "clipfp")
+    direction = DeltaDirection(
+        raw=raw, unit=F.normalize(raw, dim=0), source="a", target="b", kind="text", clip_fingerprint="clipfp"
+    )
     torch.testing.assert_close(
         predict_delta(loaded, codes[:4], clip[:4], direction), predict_delta(model, codes[:4], clip[:4], direction)
     )

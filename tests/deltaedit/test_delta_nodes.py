@@ -407,7 +407,14 @@ def test_a_mapper_is_refused_with_another_joint_clip_or_a_direction_of_another_c
         )
     with pytest.raises(ValueError, match="delta was computed with another joint CLIP than the one the Delta Mapper"):
         apply(delta, trained, foreign)
-    wide = type(smile)(torch.ones(24) / 24, torch.ones(24) / 24**0.5, "a", "b", "text", "elsewhere")
+    wide = type(smile)(
+        raw=torch.ones(24) / 24,
+        unit=torch.ones(24) / 24**0.5,
+        source="a",
+        target="b",
+        kind="text",
+        clip_fingerprint="elsewhere",
+    )
     with pytest.raises(ValueError, match="24-d direction but the Delta Mapper was trained with a 16-d joint CLIP"):
         apply(delta, trained, wide)
 

@@ -34,7 +34,13 @@ def world_and_model():
         losses = train_delta_mapper(
             mapper, codes, clip, steps=STEPS, batch_size=BATCH, learning_rate=LEARNING_RATE, seed=0, scale=scale
         )
-    model = DeltaEditModel(mapper, scale, estimate_relevance(codes, clip), "", "")
+    model = DeltaEditModel(
+        mapper=mapper,
+        code_scale=scale,
+        relevance=estimate_relevance(codes, clip),
+        clip_fingerprint="",
+        target_fingerprint="",
+    )
     return world, model, losses
 
 
@@ -53,7 +59,9 @@ def predictions(model, edits, direction):
 
 def text_direction_of(edits, i):
     raw = edits.text_directions[i]
-    return DeltaDirection(raw, F.normalize(raw, dim=0), "", f"edit {i}", "text", "")
+    return DeltaDirection(
+        raw=raw, unit=F.normalize(raw, dim=0), source="", target=f"edit {i}", kind="text", clip_fingerprint=""
+    )
 
 
 def test_the_world_has_a_modality_gap_but_aligned_deltas():
