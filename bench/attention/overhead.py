@@ -43,7 +43,13 @@ def variants(model, image: int) -> dict:
         steps=steps,
         target=PromptTarget(),
     )
-    capture = AttentionCapture(AttentionStore(words={"word": [MASKED_TOKEN]}), 77, None, steps, PromptTarget())
+    capture = AttentionCapture(
+        store=AttentionStore(words={"word": [MASKED_TOKEN]}),
+        context_length=77,
+        heads=None,
+        steps=steps,
+        target=PromptTarget(),
+    )
     masked = add_cross_attention_effect(model, injector, layers)
     return {
         "stock": model,

@@ -17,6 +17,7 @@ def mask_token_probabilities(
     probs: torch.Tensor,
     token_indices: torch.Tensor,
     spatial_mask: torch.Tensor,
+    *,
     strength: float = 1.0,
     renormalize: bool = False,
 ) -> torch.Tensor:
@@ -37,6 +38,7 @@ def masked_cross_attention(
     k: torch.Tensor,
     v: torch.Tensor,
     heads: int,
+    *,
     token_indices: torch.Tensor,
     spatial_mask: torch.Tensor,
     strength: float = 1.0,
@@ -44,6 +46,6 @@ def masked_cross_attention(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference composition ``O* = A* V`` computed from scratch; returns ``(O*, A*)``."""
     probs = mask_token_probabilities(
-        attention_probabilities(q, k, heads), token_indices, spatial_mask, strength, renormalize
+        attention_probabilities(q, k, heads), token_indices, spatial_mask, strength=strength, renormalize=renormalize
     )
     return attention_output(probs, v), probs

@@ -16,7 +16,7 @@ from .attention_effect import (
 )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class AttentionCapture(AttentionEffect):
     """Record the probabilities of the targeted prompts' rows, as the effects before it left them, into ``store``
     (per layer, averaged over ``heads``, all when None; the columns of a repeated context folded onto the prompt's

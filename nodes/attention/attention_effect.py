@@ -152,7 +152,7 @@ class AttentionLayer(Protocol):
     def name(self) -> str: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EffectContext:
     """What an effect is told at one attention call.
 

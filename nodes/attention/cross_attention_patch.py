@@ -105,6 +105,7 @@ class CrossAttentionPatch(InstalledPatch):
         layer: CrossAttentionLayer,
         effects: tuple[AttentionEffect, ...],
         previous: Attention | None,
+        *,
         block_replace: Attention | None = None,
         added: tuple[AddedCallback, ...] = (),
     ) -> None:
@@ -116,7 +117,13 @@ class CrossAttentionPatch(InstalledPatch):
         self.indices = IndexCache()
 
     def with_effect(self, effect: AttentionEffect) -> "CrossAttentionPatch":
-        return CrossAttentionPatch(self.layer, self.effects + (effect,), self.previous, self.block_replace, self.added)
+        return CrossAttentionPatch(
+            self.layer,
+            self.effects + (effect,),
+            self.previous,
+            block_replace=self.block_replace,
+            added=self.added,
+        )
 
     def add(self, callback: Callable[..., torch.Tensor], **kwargs) -> None:
         """Chain another pack's attention into this layer, as ComfyUI_IPAdapter_plus does when it finds an ``attn2``
@@ -175,7 +182,19 @@ class CrossAttentionPatch(InstalledPatch):
             q.index_select(0, row_index), k.index_select(0, row_index), extra_options["n_heads"]
         )
         contexts = [
-            (effect, EffectContext(self.layer, call, grid, images, rows, hit, q.device, self.indices))
+            (
+                effect,
+                EffectContext(
+                    layer=self.layer,
+                    call=call,
+                    grid=grid,
+                    images=images,
+                    rows=rows,
+                    chunks=hit,
+                    device=q.device,
+                    indices=self.indices,
+                ),
+            )
             for effect, hit in active
         ]
         edited, changed = apply_effects(contexts, probs)
@@ -187,7 +206,9 @@ class CrossAttentionPatch(InstalledPatch):
 
     def clone_copy(self) -> "CrossAttentionPatch":
         """A new patch object (another pack may ``add`` to it) sharing everything this one holds."""
-        clone = CrossAttentionPatch(self.layer, self.effects, self.previous, self.block_replace, self.added)
+        clone = CrossAttentionPatch(
+            self.layer, self.effects, self.previous, block_replace=self.block_replace, added=self.added
+        )
         clone.indices = self.indices
         return clone
 
@@ -200,6 +221,6 @@ def add_cross_attention_effect(
     def patch(layer: CrossAttentionLayer, current: Attention | None, block: Attention | None) -> CrossAttentionPatch:
         if isinstance(current, CrossAttentionPatch):
             return current.with_effect(effect)
-        return CrossAttentionPatch(layer, (effect,), current, block)
+        return CrossAttentionPatch(layer, (effect,), current, block_replace=block)
 
     return install_patches(model, "attn2", layers, patch)

@@ -63,5 +63,7 @@ class TokenMask(AttentionEffect):
     def apply(self, probabilities: torch.Tensor, context: EffectContext) -> tuple[torch.Tensor, ChangedColumns]:
         columns = self.columns(probabilities.shape[-1])
         masks = self.row_masks(context.grid, context.row_images, context.selected, context.images, context.device)
-        masked = mask_token_probabilities(probabilities, context.index(columns), masks, self.strength, self.renormalize)
+        masked = mask_token_probabilities(
+            probabilities, context.index(columns), masks, strength=self.strength, renormalize=self.renormalize
+        )
         return masked, ALL if self.renormalize else columns

@@ -349,7 +349,13 @@ def object_masks(
         text = subject.prompt.replace(subject.placeholder, f"embedding:{subject.embedding_name}")
         positions = tokenizer.locate(text, subject.noun)
         store = AttentionStore(words=positions.words)
-        capture = AttentionCapture(store, positions.context_length, None, ALL_STEPS, PromptTarget(role="all"))
+        capture = AttentionCapture(
+            store=store,
+            context_length=positions.context_length,
+            heads=None,
+            steps=ALL_STEPS,
+            target=PromptTarget(role="all"),
+        )
         probe = add_cross_attention_effect(model, capture, layers)
         tokens = tokenizer.tokenize(text)
         with torch.no_grad():
@@ -462,7 +468,9 @@ def train_identity(
             )
             trained_model = add_cross_attention_effect(trained_model, mask, layers)
         if probe is not None and s is subjects[0]:
-            capture = AttentionCapture(probe, positions.context_length, None, ALL_STEPS, target)
+            capture = AttentionCapture(
+                store=probe, context_length=positions.context_length, heads=None, steps=ALL_STEPS, target=target
+            )
             trained_model = add_cross_attention_effect(trained_model, capture, layers)
             probe.words[s.placeholder] = positions.all_positions
 

@@ -222,7 +222,9 @@ def patch_model(model: ModelPatcher, plan: EditPlan, inversion: Inversion) -> tu
     for row, identity in plan.identity_masks:
         patched = add_cross_attention_effect(patched, identity.effect(plan.target, 2, row), layers)
     if plan.blend is not None:
-        capture = AttentionCapture(store, plan.context_length, None, every_step, plan.target)
+        capture = AttentionCapture(
+            store=store, context_length=plan.context_length, heads=None, steps=every_step, target=plan.target
+        )
         patched = add_cross_attention_effect(patched, capture, blend_layers(layers))
     for steps, columns in alpha_runs(plan.cross_alpha):
         edit = PromptBatchEdit(replace(plan.edit, columns=columns), StepRange.from_steps(sigmas, steps), plan.target)

@@ -173,7 +173,9 @@ def locate(model: ModelPatcher, end_position: int, branches: str, layers: str) -
     steps = StepRange.from_percent(model, 0.0, 1.0)
     patched = model
     for role in BRANCHES[branches]:
-        capture = AttentionCapture(store, NULL_PROMPT_TOKENS, None, steps, PromptTarget(role=role))
+        capture = AttentionCapture(
+            store=store, context_length=NULL_PROMPT_TOKENS, heads=None, steps=steps, target=PromptTarget(role=role)
+        )
         patched = add_cross_attention_effect(patched, capture, chosen)
     return patched, store
 

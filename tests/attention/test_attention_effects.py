@@ -78,7 +78,9 @@ def test_an_effect_defined_outside_the_patch_gives_the_reference_output(sd15, ch
 
     layers = cross_attention_layers(sd15.model)
     store = AttentionStore()
-    capture = AttentionCapture(store, 77, None, StepRange(1e9, 0.0), PromptTarget(role="positive"))
+    capture = AttentionCapture(
+        store=store, context_length=77, heads=None, steps=StepRange(1e9, 0.0), target=PromptTarget(role="positive")
+    )
     model = add_cross_attention_effect(sd15.model, zero_word_effect(changed), layers)
     model = add_cross_attention_effect(model, capture, layers)
     patch = model.model_options["transformer_options"]["patches_replace"]["attn2"][("input", 1, 0)]

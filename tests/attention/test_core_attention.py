@@ -60,7 +60,7 @@ def test_correction_of_a_plain_attention_output_equals_masked_attention_from_scr
     q, k, v = qkv(seed=3)
     mask = (torch.rand(2, 12, generator=torch.Generator().manual_seed(2)) > 0.5).float()
     tokens = torch.tensor([0, 3, 6])
-    expected, masked = masked_cross_attention(q, k, v, 2, tokens, mask)
+    expected, masked = masked_cross_attention(q, k, v, 2, token_indices=tokens, spatial_mask=mask)
     probs = attention_probabilities(q, k, 2)
     plain = attention_output(probs, v)
     torch.testing.assert_close(plain + output_correction(masked, probs, v, tokens), expected, atol=1e-6, rtol=1e-5)

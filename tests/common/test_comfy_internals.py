@@ -144,7 +144,7 @@ def test_patched_layers_call_the_same_attention_kernel_as_stock_layers(sd15):
     layers = cross_attention_layers(sd15.model)
     steps = StepRange.from_percent(sd15.model, 0.0, 1.0)
     store = AttentionStore(words={"cat": [5]})
-    capture = AttentionCapture(store, 77, None, steps, PromptTarget(role="all"))
+    capture = AttentionCapture(store=store, context_length=77, heads=None, steps=steps, target=PromptTarget(role="all"))
     model = add_cross_attention_effect(sd15.model, capture, layers[:1])
     model = add_self_attention_replace(model, steps, PromptTarget(role="all"), layers[-1:])
     model.model_options["transformer_options"]["optimized_attention_override"] = record

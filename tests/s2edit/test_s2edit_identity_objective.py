@@ -114,7 +114,7 @@ def masked_attention_term(token: torch.Tensor, noise: torch.Tensor, mask: torch.
     def predict_noise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         queries = x.flatten(2).transpose(1, 2)  # [1, 4 pixels, 2 channels]
         values = torch.cat([others[:, :1], token.view(1, 1, 2), others[:, 2:]], dim=1)
-        output, _ = masked_cross_attention(queries, keys, values, 1, torch.tensor([1]), mask)
+        output, _ = masked_cross_attention(queries, keys, values, 1, token_indices=torch.tensor([1]), spatial_mask=mask)
         return output.transpose(1, 2).reshape(x.shape)
 
     sample = NoisedLatent(

@@ -94,7 +94,9 @@ def edit_with_step_maps(sd15, inversion, plan, before_edit: bool = False):
         for step in range(inversion.schedule.steps):
             stores.append(AttentionStore())
             steps = StepRange.from_steps(sigmas, range(step, step + 1))
-            capture = AttentionCapture(stores[-1], plan.context_length, None, steps, plan.target)
+            capture = AttentionCapture(
+                store=stores[-1], context_length=plan.context_length, heads=None, steps=steps, target=plan.target
+            )
             model = add_cross_attention_effect(model, capture, layers)
         return model, stores
 

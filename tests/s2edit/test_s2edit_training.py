@@ -230,7 +230,13 @@ def test_spatial_control_at_inference(trained, inputs):
     positions = locate_words(clip, identity.expand(text), f"embedding:{identity.token('[I]').embedding_name}")
     store = AttentionStore(words={"[I]": positions.all_positions})
     masked = mask_identity_attention(model, clip, identity, text)
-    capture = AttentionCapture(store, positions.context_length, None, StepRange(1e9, 0.0), PromptTarget())
+    capture = AttentionCapture(
+        store=store,
+        context_length=positions.context_length,
+        heads=None,
+        steps=StepRange(1e9, 0.0),
+        target=PromptTarget(),
+    )
     probed = add_cross_attention_effect(masked, capture, cross_attention_layers(model))
     positive = clip.encode_from_tokens_scheduled(clip.tokenize(identity.expand(text)))
     negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
