@@ -32,7 +32,7 @@ OFFICIAL_WIDTH = 768
 OFFICIAL_OUTPUT_TOKENS = 50
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AdapterConfig:
     """Shapes of an adapter: CLIP tokens in, latent channels, pooled cells per channel, token width, tokens out."""
 
@@ -57,7 +57,13 @@ class AdapterConfig:
                 raise ValueError(f"the adapter weights have no {key!r} (keys: {sorted(state_dict)[:6]})")
         width, cells = state_dict["vae2clip.weight"].shape
         output_tokens, tokens_in = state_dict["linear1.weight"].shape
-        return cls(tokens_in - latent_channels, latent_channels, cells, width, output_tokens)
+        return cls(
+            clip_tokens=tokens_in - latent_channels,
+            latent_channels=latent_channels,
+            vae_cells=cells,
+            width=width,
+            output_tokens=output_tokens,
+        )
 
 
 def strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
