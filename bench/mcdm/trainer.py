@@ -54,7 +54,7 @@ def world(base: Path):
     return model, clip, vae, joint
 
 
-def mcdm_step_times(model, clip, vae, joint, folder: Path, steps: int, batch: int) -> list[float]:
+def mcdm_step_times(model, clip, vae, joint, folder: Path, *, steps: int, batch: int) -> list[float]:
     from precise_edit.core.mcdm import training as mcdm_training
     from precise_edit.nodes.mcdm.nodes_train import NULL_GUIDER, MCDMTrainer
 
@@ -91,7 +91,7 @@ def mcdm_step_times(model, clip, vae, joint, folder: Path, steps: int, batch: in
     return stamps[1:]
 
 
-def lora_step_times(model, clip, latents: torch.Tensor, steps: int, batch: int) -> list[float]:
+def lora_step_times(model, clip, latents: torch.Tensor, *, steps: int, batch: int) -> list[float]:
     import comfy_extras.nodes_train as train
 
     stamps: list[float] = []
@@ -142,8 +142,10 @@ def bench_steps(bench, base: Path) -> None:
     times: dict[str, list[float]] = {"MCDM full UNet": [], "TrainLoraNode rank 8": []}
     for _ in range(args.repeats):
         with torch.inference_mode():
-            times["TrainLoraNode rank 8"] += lora_step_times(model, clip, latents, args.steps, args.batch)
-            times["MCDM full UNet"] += mcdm_step_times(model, clip, vae, joint, folder, args.steps, args.batch)
+            times["TrainLoraNode rank 8"] += lora_step_times(model, clip, latents, steps=args.steps, batch=args.batch)
+            times["MCDM full UNet"] += mcdm_step_times(
+                model, clip, vae, joint, folder, steps=args.steps, batch=args.batch
+            )
     lora = statistics.median(times["TrainLoraNode rank 8"])
     print(f"model {args.model}, {args.size}px pairs ({args.size // 8}² latents), batch {args.batch}")
     for name, values in times.items():
