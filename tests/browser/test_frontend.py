@@ -70,7 +70,25 @@ def token_view_graph(words: str) -> dict:
     return {key: graph[key] for key in ("1", "2")}
 
 
-def test_every_example_workflow_loads_with_no_missing_node_types(comfy_page):
+# Pairs of node ids whose boxes overlap as the frontend lays them out after loading (getBounding includes the title
+# bar and the size the node grew to for its widgets); 4 px of touching borders are allowed.
+OVERLAPPING_NODES = """() => {
+    const boxes = app.graph.nodes.filter((node) => !node.flags?.collapsed).map((node) => {
+        const [x, y, w, h] = node.getBounding();
+        return [node.id, x, y, x + w, y + h];
+    });
+    const pairs = [];
+    for (let i = 0; i < boxes.length; i++) {
+        for (let j = i + 1; j < boxes.length; j++) {
+            const [a, b] = [boxes[i], boxes[j]];
+            if (a[1] < b[3] - 4 && b[1] < a[3] - 4 && a[2] < b[4] - 4 && b[2] < a[4] - 4) pairs.push([a[0], b[0]]);
+        }
+    }
+    return pairs;
+}"""
+
+
+def test_every_example_workflow_loads_with_no_missing_node_types_and_no_overlap(comfy_page):
     assert EXAMPLE_WORKFLOWS, "no example workflows found"
     comfy_page.open()
     for path in EXAMPLE_WORKFLOWS:
@@ -78,6 +96,7 @@ def test_every_example_workflow_loads_with_no_missing_node_types(comfy_page):
         assert comfy_page.unregistered_node_types() == [], path.name
         count = comfy_page.evaluate("() => app.graph.nodes.length")
         assert count == len(json.loads(path.read_text())["nodes"]), path.name
+        assert comfy_page.evaluate(OVERLAPPING_NODES) == [], f"{path.name}: nodes overlap as the frontend draws them"
     assert comfy_page.errors == []
 
 
