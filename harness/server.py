@@ -222,9 +222,13 @@ class ComfyServer:
             time.sleep(0.1)
 
     def cancel(self, prompt_id: str) -> None:
-        """Interrupt ``prompt_id`` if it is running (at its next progress report) and drop it if it is queued."""
-        requests.post(f"{self.url}/interrupt", json={"prompt_id": prompt_id}, timeout=60).raise_for_status()
+        """Drop ``prompt_id`` if it is queued, then interrupt it if it is running (at its next progress report).
+
+        In this order a prompt the worker takes between the two requests is running when the interrupt arrives; the
+        other order let it slip through (the interrupt skipped it as not yet running, the delete as no longer queued)
+        and run to its end."""
         requests.post(f"{self.url}/queue", json={"delete": [prompt_id]}, timeout=60).raise_for_status()
+        requests.post(f"{self.url}/interrupt", json={"prompt_id": prompt_id}, timeout=60).raise_for_status()
 
     def _node_name(self, prompt_id: str, node_id: str) -> str:
         """``5 (ClassType, "Title")``: the node's id, class and title (its ``_meta`` title, else its display name)."""
