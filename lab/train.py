@@ -74,8 +74,11 @@ def _lr_factor(step: int, config: dict[str, Any]) -> float:
     return 1.0 - (1.0 - config["final_lr_share"]) * progress
 
 
+@torch.inference_mode(False)
+@torch.enable_grad()
 def train_unet(config: dict[str, Any], clip: Any) -> dict[str, torch.Tensor]:
-    """Train from scratch; return the EMA weights of the UNet."""
+    """Train from scratch; return the EMA weights of the UNet. Gradients are on even when a ComfyUI executor (which
+    runs nodes under inference mode) reaches this through the lab loader on a fresh cache."""
     torch.manual_seed(config["seed"])
     rng = np.random.default_rng(config["seed"])
     model = unet.build_model(trainable=True)
