@@ -22,7 +22,12 @@ demo-comfy033: env-comfy033
 test: env
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not (lab and slow)"
+
+# The lab's claim measurements on its trained models (the first run trains them: minutes on idle cores, cached in
+# .cache/lab). Kept out of `make test` until their fresh-cache training time is measured inside CI's budget (issue 13).
+test-lab: env
+	$(PY) -m pytest -q -m "lab and slow"
 
 # The quick local loop (about two minutes): everything but the server and slow tests; `make test` runs them all.
 .PHONY: test-fast
