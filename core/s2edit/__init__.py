@@ -19,6 +19,8 @@ Index (equation → function):
 - M_obj = 1[Ā / max Ā ≥ τ] from the noun's cross-attention (τ = 0.3) → identity_mask.attention_object_mask
 - DDIM inversion, x' = x + (σ' − σ) ε̂      → ddim_inversion.ddim_invert (ddim_inversion.ddim_step,
   ddim_inversion.inversion_step, ddim_inversion.ddim_schedule)
+- rectified-flow inversion (x_σ = (1 − σ) x₀ + σ ε, v = ε − x₀), x_k = x_{k−1} + (σ_k − σ_{k−1}) v̂(x_{k−1}, σ_k)
+  → flow_inversion.flow_invert (flow_inversion.flow_inversion_step, flow_inversion.flow_schedule)
 - null-text inversion, CFG ε̃ = ε_∅ + w(ε_c − ε_∅) → null_text_inversion.optimise_null_text
   (null_text_inversion.classifier_free_guidance; replay: null_text_inversion.guided_ddim_sample)
 - P2P replace E = (A_src M)·e, refine E = (α ⊙ A_src[:, m] + (1 − α) ⊙ A_tgt)·e, reweight e
@@ -35,6 +37,7 @@ Modules:
 - identity_objective.py — one identity fine-tuning step: the draw, ε_θ's reconstruction and the λ term, summed.
 - identity_mask.py — the automatic object mask M_obj from the subject noun's cross-attention.
 - ddim_inversion.py — deterministic DDIM sampling and inversion in ComfyUI's σ-parameterisation.
+- flow_inversion.py — the deterministic flow ODE of a velocity (CONST) model run from the image up to noise.
 - null_text_inversion.py — null-text optimisation and guided DDIM sampling from the inverted latent.
 - prompt_to_prompt.py — P2P cross-attention replace / refine / reweight and their step schedules.
 - token_alignment.py — which source token each target token takes its attention from (P2P seq_aligner).
