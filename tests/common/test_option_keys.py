@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 import torch
+from zone_locator_graph import locator_graph
 
 from harness.stand_in_scale import shrink_for_stand_ins
 from harness.ui_workflow import example_workflow_dir, ui_prompt
 
 KEY = re.compile(r"[a-z0-9_.+-]+")
 SD15 = "v1-5-pruned-emaonly-fp16.safetensors"
-IP2P = "instruct-pix2pix-00-22000.safetensors"
 
 # The labels that workflows saved before option keys, as those versions offered them: (node id, input) → label → key.
 LAYERS = {
@@ -155,60 +155,15 @@ def test_a_file_name_beside_the_keys_is_accepted_only_when_listed(comfy):
 
 
 def zone_graph(branches: str, layers: str, rule: str, classifier: str) -> dict:
-    """IP2P → Instruction Locator → Fused Instruct Guider → sampler → Edit Region From Attention; Action Classifier."""
-    return {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": IP2P}},
-        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "make the hat blue"}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
-        "4": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 3825548}},
-        "5": {"class_type": "VAEEncode", "inputs": {"pixels": ["4", 0], "vae": ["1", 2]}},
-        "6": {
-            "class_type": "PreciseEdit_InstructionLocator",
-            "inputs": {
-                "model": ["1", 0],
-                "clip": ["1", 1],
-                "instruction": "make the hat blue",
-                "branches": branches,
-                "layers": layers,
-            },
-        },
-        "7": {
-            "class_type": "PreciseEdit_FusedInstructGuider",
-            "inputs": {
-                "model": ["6", 0],
-                "positive": ["2", 0],
-                "negative": ["3", 0],
-                "image": ["5", 0],
-                "text_guidance": 7.5,
-                "image_guidance": 1.5,
-                "beta": 0.01,
-            },
-        },
-        "8": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
-        "9": {
-            "class_type": "BasicScheduler",
-            "inputs": {"model": ["1", 0], "scheduler": "normal", "steps": 2, "denoise": 1.0},
-        },
-        "10": {"class_type": "RandomNoise", "inputs": {"noise_seed": 42}},
-        "11": {
-            "class_type": "SamplerCustomAdvanced",
-            "inputs": {
-                "noise": ["10", 0],
-                "guider": ["7", 0],
-                "sampler": ["8", 0],
-                "sigmas": ["9", 0],
-                "latent_image": ["7", 1],
-            },
-        },
-        "12": {
-            "class_type": "PreciseEdit_EditRegionFromAttention",
-            "inputs": {"attention": ["6", 1], "latent": ["11", 0], "rule": rule, "threshold": 256},
-        },
-        "13": {
-            "class_type": "PreciseEdit_ActionClassifier",
-            "inputs": {"instruction": "remove the dog", "classifier": classifier, "decision_rule": "auto"},
-        },
+    """The shared ZONE locator graph at 64 px with two Euler steps, plus an Action Classifier."""
+    graph = locator_graph(
+        size=64, sampler="euler", scheduler="normal", branches=branches, layers=layers, rule=rule, threshold=256
+    )
+    graph["13"] = {
+        "class_type": "PreciseEdit_ActionClassifier",
+        "inputs": {"instruction": "remove the dog", "classifier": classifier, "decision_rule": "auto"},
     }
+    return graph
 
 
 def s2edit_graph(mode: str, output: str, vectors: str) -> dict:

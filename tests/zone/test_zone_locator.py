@@ -4,69 +4,14 @@ does not grow with steps), in a real graph with SamplerCustomAdvanced; ZONE's M_
 import pytest
 import torch
 import torch.nn.functional as F
+from zone_locator_graph import INSTRUCTION, locator_graph
 
 from precise_edit.core.attention.attention_store import AttentionStore, LayerMean
 from precise_edit.core.zone.edit_region import PAPER_THRESHOLD, RELEASED_THRESHOLD, attention_difference, edit_region
 
-IP2P = "instruct-pix2pix-00-22000.safetensors"
-INSTRUCTION = "make the hat blue"
-
-
-def graph(steps: int, rule: str = "custom", threshold: int = 256) -> dict:
-    """Load IP2P → encode a 32 px image → Instruction Locator → Fused Instruct Guider → SamplerCustomAdvanced."""
-    return {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": IP2P}},
-        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": INSTRUCTION}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
-        "4": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 3825548}},
-        "5": {"class_type": "VAEEncode", "inputs": {"pixels": ["4", 0], "vae": ["1", 2]}},
-        "6": {
-            "class_type": "PreciseEdit_InstructionLocator",
-            "inputs": {
-                "model": ["1", 0],
-                "clip": ["1", 1],
-                "instruction": INSTRUCTION,
-                "branches": "null_instruction",
-                "layers": "zone",
-            },
-        },
-        "7": {
-            "class_type": "PreciseEdit_FusedInstructGuider",
-            "inputs": {
-                "model": ["6", 0],
-                "positive": ["2", 0],
-                "negative": ["3", 0],
-                "image": ["5", 0],
-                "text_guidance": 7.5,
-                "image_guidance": 1.5,
-                "beta": 0.01,
-            },
-        },
-        "8": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "dpmpp_2m"}},
-        "9": {
-            "class_type": "BasicScheduler",
-            "inputs": {"model": ["1", 0], "scheduler": "karras", "steps": steps, "denoise": 1.0},
-        },
-        "10": {"class_type": "RandomNoise", "inputs": {"noise_seed": 42}},
-        "11": {
-            "class_type": "SamplerCustomAdvanced",
-            "inputs": {
-                "noise": ["10", 0],
-                "guider": ["7", 0],
-                "sampler": ["8", 0],
-                "sigmas": ["9", 0],
-                "latent_image": ["7", 1],
-            },
-        },
-        "12": {
-            "class_type": "PreciseEdit_EditRegionFromAttention",
-            "inputs": {"attention": ["6", 1], "latent": ["11", 0], "rule": rule, "threshold": threshold},
-        },
-    }
-
 
 def recorded(run_graph, steps: int):
-    outputs = run_graph(graph(steps), outputs=["6", "11", "12"])
+    outputs = run_graph(locator_graph(steps=steps), outputs=["6", "11", "12"])
     return outputs["6"][1], outputs["11"][0], outputs["12"]
 
 
