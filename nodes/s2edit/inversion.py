@@ -1,9 +1,13 @@
-"""PE_INVERSION: DDIM / null-text inversion of a latent on a ComfyUI model, and the guided replay from its noise.
+"""PE_INVERSION: DDIM / null-text or rectified-flow inversion of a latent on a ComfyUI model, and the guided replay.
 
-``invert`` runs ``core.s2edit.ddim_inversion`` and, in null-text mode, ``core.s2edit.null_text_inversion`` on the model
-prepared as for sampling (``prepared_model``), under ``torch.inference_mode(False)`` with cloned inputs and the UNet's
-weights aliased for autograd (``differentiable_weights``). ``reconstruct`` replays guided DDIM sampling from the
-inverted noise; prompt-to-prompt editing builds on the same replay.
+``invert`` runs ``core.s2edit.ddim_inversion`` on an ε-prediction model or ``core.s2edit.flow_inversion`` on a flow
+model (``flow_model.is_flow_model``: CONST sampling, by feature, not family) and, in null-text mode (ε-models only),
+``core.s2edit.null_text_inversion``, on the model prepared as for sampling (``prepared_model``), under
+``torch.inference_mode(False)`` with cloned inputs and the UNet's weights aliased for autograd
+(``differentiable_weights``). ``reconstruct`` replays guided DDIM sampling from the inverted noise (on a flow model
+the same step is the flow ODE's Euler step, v̂ in place of ε̂); prompt-to-prompt editing builds on the same replay.
+In guided mode the inversion follows the guided prediction the replay uses (its guidance and negative), so a flow
+model's round trip is the plain ODE's.
 
 The inversion keeps the positive prompt it ran under (``InvertedPrompt``) and, for S2Edit, masks the identity token
 [I]'s cross-attention in it at every step (spatial control, as in training); replays mask it the same way and
@@ -18,28 +22,52 @@ import latent_preview
 import torch
 from comfy.model_patcher import ModelPatcher
 
-from ...core.s2edit.ddim_inversion import DDIMSchedule, ddim_invert, ddim_schedule, to_variance_preserving
-from ...core.s2edit.null_text_inversion import NullTextResult, NullTextSettings, guided_ddim_sample, optimise_null_text
+from ...core.s2edit.ddim_inversion import (
+    DDIMSchedule,
+    EpsilonPredictor,
+    ddim_invert,
+    ddim_schedule,
+    to_variance_preserving,
+)
+from ...core.s2edit.flow_inversion import flow_invert, flow_schedule
+from ...core.s2edit.null_text_inversion import (
+    NullTextResult,
+    NullTextSettings,
+    classifier_free_guidance,
+    guided_ddim_sample,
+    optimise_null_text,
+)
 from ..attention.attention_effect import PromptTarget
 from ..attention.cross_attention_patch import add_cross_attention_effect, cross_attention_layers
 from ..attention.word_attention_inputs import tag_conditioning
 from ..common.differentiable_weights import with_differentiable_weights
 from ..common.option_keys import Option, OptionKeys
 from ..common.prepared_model import GuiderNoisePredictor, cross_attention_of, require_gradients, run_prepared
-from .epsilon_model import check_epsilon_model
+from .flow_model import check_invertible_model
 from .identity_token_mask import IdentityTokenMask
 from .inverted_prompt import InvertedPrompt, check_inverted_prompt
 
 NULL_TEXT = "null_text"
 NEGATIVE_PROMPT = "negative_prompt"
 PLAIN_DDIM = "plain_ddim"
-MODES = (NULL_TEXT, NEGATIVE_PROMPT, PLAIN_DDIM)
+GUIDED = "guided"
+MODES = (NULL_TEXT, NEGATIVE_PROMPT, PLAIN_DDIM, GUIDED)
 MODE_OPTIONS = OptionKeys(
-    Option(NULL_TEXT, "null-text inversion, optimised: faithful, slow", "null-text (optimised)"),
+    Option(
+        NULL_TEXT, "null-text inversion, optimised: faithful, slow (ε-prediction models only)", "null-text (optimised)"
+    ),
     Option(
         NEGATIVE_PROMPT, "the source prompt replaces the null text (no optimisation, fast)", "negative-prompt (fast)"
     ),
-    Option(PLAIN_DDIM, "the negative as given (fast; drifts at high guidance)", "plain DDIM (fast)"),
+    Option(
+        PLAIN_DDIM,
+        "inverted without guidance, replayed with the negative as given (fast; drifts at high guidance)",
+        "plain DDIM (fast)",
+    ),
+    Option(
+        GUIDED,
+        "inverted with the guidance and negative the replay uses (fast; flow models: faithful, their usual choice)",
+    ),
 )
 
 
@@ -47,7 +75,9 @@ MODE_OPTIONS = OptionKeys(
 class Inversion:
     """What PE_INVERSION carries from the inversion to the replay.
 
-    ``noise`` is x_T in ComfyUI's latent convention (as LATENT["samples"]); ``schedule`` the DDIM schedule;
+    ``noise`` is x_T in ComfyUI's latent convention (as LATENT["samples"]); ``schedule`` the DDIM schedule (for a flow
+    model the ``simple`` scheduler's levels, ``core.s2edit.flow_inversion.flow_schedule``); ``flow``: whether the
+    inverting model was a flow model;
     ``negative`` the CONDITIONING that plays the null prompt in guidance. In null-text mode ``optimisation`` holds
     the per-step null-text embeddings that replace its text embedding, with their losses and iteration counts.
     ``unet_evaluations`` counts the per-image UNet forward passes of inversion and optimisation together.
@@ -62,6 +92,7 @@ class Inversion:
     optimisation: NullTextResult | None
     unet_evaluations: int
     prompt: InvertedPrompt
+    flow: bool = False
 
     @property
     def null_embeddings(self) -> tuple[torch.Tensor, ...] | None:
@@ -123,6 +154,18 @@ def with_inverted_prompt_masks(model: ModelPatcher, prompt: InvertedPrompt) -> M
     return add_cross_attention_effect(model, effect, cross_attention_layers(model))
 
 
+def _inversion_prediction(predictor: GuiderNoisePredictor, mode: str, guidance: float) -> EpsilonPredictor:
+    """What the inversion integrates: the guided prediction in guided mode (w ≠ 1), the conditional one otherwise."""
+    if mode != GUIDED or guidance == 1.0:
+        return predictor.conditional
+
+    def guided(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        conditional, unconditional = predictor.both(x, sigma, None)
+        return classifier_free_guidance(unconditional, conditional, guidance)
+
+    return guided
+
+
 def invert(
     model: ModelPatcher,
     positive: list,
@@ -146,6 +189,13 @@ def invert(
         raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
     if steps < 1:
         raise ValueError(f"steps: at least 1 step is needed, got {steps}")
+    flow = check_invertible_model(model)
+    if flow and mode == NULL_TEXT:
+        raise ValueError(
+            "mode: null-text optimisation is for ε-prediction models; this flow model inverts along its own ODE: "
+            f"choose {GUIDED} (inverted with the guidance and negative of the replay), {NEGATIVE_PROMPT} or "
+            f"{PLAIN_DDIM}"
+        )
     if mode == NULL_TEXT and len(negative) != 1:
         raise ValueError(
             f"negative: null-text inversion optimises one null-text embedding, but the conditioning has "
@@ -164,13 +214,16 @@ def invert(
     results = {}
     with torch.inference_mode(False), torch.enable_grad():
         # Created in normal mode, the schedule's tensors are ones autograd may save for the backward pass.
-        schedule = ddim_schedule(model.get_model_object("model_sampling").sigmas, steps)
+        table = model.get_model_object("model_sampling").sigmas
+        schedule = flow_schedule(table, steps) if flow else ddim_schedule(table, steps)
+        invert_ode = flow_invert if flow else ddim_invert
 
         def work(guider, model_options: dict, z0: torch.Tensor) -> torch.Tensor:
             if optimising:
                 require_gradients(model_options, "null-text inversion")
             predictor = GuiderNoisePredictor(guider, model_options)
-            trajectory = ddim_invert(predictor.conditional, z0, schedule, lambda i, x0: progress(i, x0, None, total))
+            prediction = _inversion_prediction(predictor, mode, guidance)
+            trajectory = invert_ode(prediction, z0, schedule, lambda i, x0: progress(i, x0, None, total))
             if optimising:
                 null = cross_attention_of(predictor.negative).float()
                 results["null_text"] = optimise_null_text(
@@ -192,7 +245,7 @@ def invert(
             work=work,
         )
     optimisation = results.get("null_text")
-    evaluations = steps * samples.shape[0]
+    evaluations = steps * samples.shape[0] * (2 if mode == GUIDED and guidance != 1.0 else 1)
     if optimisation is not None:
         evaluations += optimisation.unet_evaluations
         optimisation = replace(
@@ -209,16 +262,32 @@ def invert(
         optimisation=optimisation,
         unet_evaluations=evaluations,
         prompt=prompt,
+        flow=flow,
     )
 
 
 def check_inversion_fits(inversion: Inversion, model: ModelPatcher) -> None:
-    """The replaying model must have the inverting model's noise schedule, latent channels and context width."""
+    """The replaying model must be of the inverting model's kind (ε or flow), with its noise schedule (a flow model's
+    shift included), latent channels and context width."""
     sampling = model.get_model_object("model_sampling")
-    check_epsilon_model(model)
-    expected = sampling.sigmas.detach().float().cpu()[inversion.schedule.timesteps]
-    if not torch.allclose(expected, inversion.schedule.sigmas[1:], rtol=1e-4):
-        raise ValueError("model: its noise schedule differs from the one of the model the inversion was made with")
+    kinds = {False: "an ε-prediction", True: "a flow"}
+    flow = check_invertible_model(model)
+    if flow != inversion.flow:
+        raise ValueError(
+            f"model: the inversion was made with {kinds[inversion.flow]} model, this is {kinds[flow]} model; replay "
+            "with the model that made the inversion"
+        )
+    table = sampling.sigmas.detach().float().cpu()
+    timesteps = inversion.schedule.timesteps
+    if int(timesteps.max()) >= len(table) or not torch.allclose(
+        table[timesteps], inversion.schedule.sigmas[1:], rtol=1e-4
+    ):
+        shift = (
+            " (a flow model's shift: ModelSamplingFlux's width and height, ModelSamplingSD3's shift)" if flow else ""
+        )
+        raise ValueError(
+            f"model: its noise schedule{shift} differs from the one of the model the inversion was made with"
+        )
     channels = model.model.latent_format.latent_channels
     if inversion.noise.shape[1] != channels:
         raise ValueError(

@@ -12,7 +12,7 @@ import torch
 from ..common.comfy_node_api import io
 from ..common.option_keys import Option, OptionKeys
 from ..common.socket_types import IdentityType, InvertedLatent
-from .epsilon_model import check_epsilon_model
+from .flow_model import check_invertible_model
 from .identity import Identity
 from .identity_token_mask import IdentityTokenMask, identity_token_mask
 from .inversion import (
@@ -164,7 +164,7 @@ class NullTextInversion(io.ComfyNode):
         identity: Identity | None = None,
     ) -> io.NodeOutput:
         mode = MODE_OPTIONS.key("mode", mode)
-        check_epsilon_model(model)
+        check_invertible_model(model)
         check_conditioning(positive, "positive", model)
         check_conditioning(negative, "negative", model)
         samples: torch.Tensor = check_latent(latent, model)
