@@ -65,13 +65,17 @@ class NullTextInversion(io.ComfyNode):
                 "Inverts the latent of a real image with deterministic DDIM under the source prompt, then (null-text "
                 "mode) optimises the null-text embedding at every step so that sampling back from the inverted noise "
                 "with classifier-free guidance reproduces the image (Mokady et al.). The fast modes skip the "
-                "optimisation. With an S2Edit identity, the identity token's cross-attention is masked by its object "
+                "optimisation. A flow model (Flux, SD3, Qwen-Image: CONST sampling) is inverted along its own flow ODE "
+                "on the simple scheduler's levels (rectified-flow inversion; mode guided). With an S2Edit identity, "
+                "the identity token's cross-attention is masked by its object "
                 "mask at every step, as in training and editing. Feed the result to Inversion Reconstruct, or to "
                 "prompt-to-prompt editing, which check that they replay the prompt it was inverted under."
             ),
             inputs=[
                 io.Model.Input(
-                    "model", tooltip="An ε-prediction model with a discrete schedule: SD1.x, SD2.x-base, SDXL."
+                    "model",
+                    tooltip="An ε-prediction model with a discrete schedule (SD1.x, SD2.x-base, SDXL), or a flow model "
+                    "(Flux, SD3, Qwen-Image; after ModelSamplingFlux/SD3 when the workflow has one: the shift counts).",
                 ),
                 io.Conditioning.Input(
                     "positive",
@@ -82,7 +86,13 @@ class NullTextInversion(io.ComfyNode):
                     tooltip="The null text whose embedding is optimised: usually CLIP Text Encode of an empty prompt.",
                 ),
                 io.Latent.Input("latent", tooltip="The source image encoded with VAE Encode; one image."),
-                io.Int.Input("steps", default=50, min=1, max=500, tooltip="DDIM steps of inversion and sampling."),
+                io.Int.Input(
+                    "steps",
+                    default=50,
+                    min=1,
+                    max=500,
+                    tooltip="DDIM steps of inversion and sampling (flow models: Euler steps of the simple scheduler).",
+                ),
                 io.Float.Input(
                     "guidance",
                     default=7.5,
@@ -91,7 +101,8 @@ class NullTextInversion(io.ComfyNode):
                     step=0.1,
                     tooltip="Classifier-free guidance scale that the reconstruction and the edits will use (fixed "
                     "by the inversion). 7.5: plain null-text inversion (Mokady et al.); S2Edit identity edits: "
-                    "3.5-5.5, the paper's best identity/edit trade-off.",
+                    "3.5-5.5, the paper's best identity/edit trade-off. Flow models: their sampling CFG (Flux dev: "
+                    "1, its guidance comes from FluxGuidance; SD3, Qwen-Image: about 4).",
                 ),
                 io.Int.Input(
                     "inner_steps",
@@ -194,7 +205,8 @@ class InversionReconstruct(io.ComfyNode):
             category="Precise Edit/S2Edit",
             description=(
                 "Replays guided DDIM sampling from an inversion's noise with its per-step null-text embeddings (or "
-                "its negative prompt in the fast modes) at the inversion's guidance. With the source prompt the "
+                "its negative prompt in the fast modes) at the inversion's guidance; for a flow model this is the "
+                "euler sampler on the simple scheduler's levels. With the source prompt the "
                 "result should match the source latent: decode both and compare to judge the inversion. The identity "
                 "token is masked as in the inversion."
             ),
