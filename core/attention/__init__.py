@@ -16,11 +16,16 @@ Index (equation → function):
 - an image mask on a layer's h × w token grid by area averaging → token_grid.mask_to_token_grid
 - running mean μ_n = μ_{n−1} + (Ā_n − μ_{n−1}) / n of head-averaged maps (P2P's AttentionStore, kept as a mean)
                                                   → attention_store.AttentionStore (a layer: attention_store.LayerMean)
+- a DiT's joint attention: image-query × text-key block of A normalised over all keys, ℓ_i = logsumexp_j in query
+  chunks                                          → joint_attention.image_text_probabilities
+- O*_i = O_i + Σ_t (A*[i, t] − A[i, t]) v_t on the text columns → joint_attention.text_column_correction
 - the token positions of a word in a prompt      → word_tokens.find_token_positions
 - "jet" colours of a map in [0, 1], for previews → heatmap.heatmap
 
 Modules:
 - cross_attention.py — A = softmax(QKᵀ/√d), O = AV and the correction (A* − A)V.
+- joint_attention.py — word-to-pixel probabilities of a DiT's joint [text, image, reference] attention and their
+  output correction.
 - token_mask.py — masking chosen tokens' columns of A by a spatial mask (S2Edit's spatial control).
 - token_grid.py — a mask of any size brought to a UNet layer's token grid.
 - attention_store.py — per-layer running means of cross-attention maps and the words they were captured for.

@@ -7,8 +7,9 @@ patch can chain or extend it), and installs once per model:
 - the wrappers that tell patches about each call: an ``OUTER_SAMPLE`` wrapper indexes the guider's conds by their
   uuid (role ``positive``/``negative``/``middle``/… and the tags our nodes put on a CONDITIONING) and calls every
   patch's ``begin_run``; an ``APPLY_MODEL`` wrapper resolves ``transformer_options["uuids"]`` and the current sigma
-  once per model call into a ``CallInfo`` (read back with ``call_layout``). No assumption is made about
-  ``cond_or_uncond`` values; outside a guider (a training loop calling the model) every chunk's cond is None;
+  once per model call into a ``CallInfo`` (read back with ``call_layout``) and records the latent's shape. No
+  assumption is made about ``cond_or_uncond`` values; outside a guider (a training loop calling the model) every
+  chunk's cond is None;
 - an ``ON_CLONE`` callback that gives every clone its own copy of the patches (``SharedOnClone.clone_copy``), as
   ComfyUI 0.3.x's deep copy of ``model_options`` does, for the later ComfyUIs that share option objects on clone.
 """
@@ -27,9 +28,10 @@ WRAPPER_KEY = "precise_edit.cross_attention"
 RUN_CONDS_KEY = "precise_edit_conds"
 CALL_KEY = "precise_edit_call"
 COND_TAGS_KEY = "precise_edit_targets"
-PATCH_KINDS = ("attn1", "attn2")
+LATENT_SHAPE_KEY = "precise_edit_latent_shape"
+PATCH_KINDS = ("attn1", "attn2", "dit")
 
-LayerKey = tuple[str, int, int]
+LayerKey = tuple[str, int, int] | tuple[str, int]
 Attention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, dict], torch.Tensor]
 
 
@@ -94,12 +96,14 @@ def _index_guider_conds(executor: Callable, *args, **kwargs):
 
 
 def _resolve_call(executor: Callable, x, t, c_concat, c_crossattn, control, transformer_options, **kwargs):
-    """APPLY_MODEL wrapper: the current sigma, each batch chunk's cond and the attn2 replaces, once per model call."""
+    """APPLY_MODEL wrapper: the current sigma, each batch chunk's cond and the attn2 replaces, once per model call,
+    and the shape of the latent the model denoises (a DiT's target token grid comes from it)."""
     index = transformer_options.get(RUN_CONDS_KEY)
     uuids = transformer_options.get("uuids")
     chunks = tuple(index.get(u) for u in uuids) if index is not None and uuids is not None else None
     replaces = transformer_options.get("patches_replace", {}).get("attn2", {})
     transformer_options[CALL_KEY] = CallInfo(float(t.max()), chunks, replaces)
+    transformer_options[LATENT_SHAPE_KEY] = tuple(x.shape)
     return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 
 

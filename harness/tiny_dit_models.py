@@ -1,0 +1,142 @@
+"""Tiny random-weight DiT models built in memory with ComfyUI's own classes, as ModelPatchers on the CPU.
+
+Each is ComfyUI's model class (``comfy.model_base.Flux``/``Flux2``/``QwenImage``/``SD3`` around the real diffusion
+model) with a small width, so a sampling step takes milliseconds. They are built from the supported-model configs,
+not through checkpoint detection (which would fix Flux's width at 3072 = 24 heads × 128 and its rotary axes, Flux.2's
+at 6144, and SD3's at 64 × depth): the attention code under test reads the head count, patch size and block lists
+from the built model, so the small widths exercise the same paths. Conditioning is random (``random_conditioning``):
+the width of a full text encoder's output is too big for a test.
+
+- Flux.1: 2 heads × 16 (rotary axes 4 + 6 + 6), 1 double + 1 single block, T5 width 32, pooled width 16.
+- Flux.2: 2 heads × 16 (4 rotary axes of 4), 1 double + 1 single block, global modulation, patch size 1.
+- Qwen-Image: 2 heads × 16 (rotary axes 4 + 6 + 6), 2 double blocks, text width 32.
+- SD3: depth 2 (hidden 128 = 2 heads × 64), patch size 2, context width 32, pooled width 16.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from harness.comfy_env import setup_imports
+from harness.tiny_models import init_parameters
+
+TEXT_WIDTH = 32
+POOLED_WIDTH = 16
+
+FLUX = {
+    "image_model": "flux",
+    "in_channels": 16,
+    "out_channels": 16,
+    "patch_size": 2,
+    "vec_in_dim": POOLED_WIDTH,
+    "context_in_dim": TEXT_WIDTH,
+    "hidden_size": 32,
+    "mlp_ratio": 2.0,
+    "num_heads": 2,
+    "depth": 1,
+    "depth_single_blocks": 1,
+    "axes_dim": [4, 6, 6],
+    "theta": 10000,
+    "qkv_bias": True,
+    "guidance_embed": True,
+}
+
+FLUX2 = {
+    **FLUX,
+    "image_model": "flux2",
+    "in_channels": 128,
+    "out_channels": 128,
+    "patch_size": 1,
+    "vec_in_dim": None,
+    "axes_dim": [4, 4, 4, 4],
+    "theta": 2000,
+    "mlp_ratio": 3.0,
+    "global_modulation": True,
+    "mlp_silu_act": True,
+    "qkv_bias": False,
+    "ops_bias": False,
+    "default_ref_method": "index",
+    "ref_index_scale": 10.0,
+}
+
+QWEN_IMAGE = {
+    "image_model": "qwen_image",
+    "in_channels": 64,
+    "out_channels": 16,
+    "num_layers": 2,
+    "attention_head_dim": 16,
+    "num_attention_heads": 2,
+    "joint_attention_dim": TEXT_WIDTH,
+    "axes_dims_rope": (4, 6, 6),
+}
+
+SD3 = {
+    "in_channels": 16,
+    "out_channels": 16,
+    "patch_size": 2,
+    "depth": 2,
+    "input_size": None,
+    "adm_in_channels": POOLED_WIDTH,
+    "context_embedder_config": {
+        "target": "torch.nn.Linear",
+        "params": {"in_features": TEXT_WIDTH, "out_features": 128},
+    },
+    "num_patches": 64 * 64,
+    "pos_embed_max_size": 64,
+    "pos_embed_scaling_factor": None,
+    "x_block_self_attn_layers": [],
+}
+
+
+def _patcher(config_class: str, unet_config: dict, seed: int):
+    setup_imports()
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    model_config = getattr(comfy.supported_models, config_class)(dict(unet_config))
+    model_config.set_inference_dtype(torch.float32, None)
+    model = model_config.get_model({})
+    init_parameters(model.diffusion_model, seed)
+    model.eval()
+    return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+
+
+def _flux_config(config: dict, txt_ids_dims: list[int]) -> dict:
+    """``config`` plus the fields later ComfyUIs' ``FluxParams`` require (the rotary axes text ids fill)."""
+    setup_imports()
+    from comfy.ldm.flux.model import FluxParams
+
+    if "txt_ids_dims" in {f.name for f in dataclasses.fields(FluxParams)}:
+        return {**config, "txt_ids_dims": txt_ids_dims}
+    return config
+
+
+def tiny_flux(seed: int = 7101):
+    """A Flux.1 (dev-style, guidance-embedded) ModelPatcher; Kontext is the same model with reference latents."""
+    return _patcher("Flux", _flux_config(FLUX, []), seed)
+
+
+def tiny_flux2(seed: int = 7102):
+    """A Flux.2 ModelPatcher (128-channel latents at patch size 1)."""
+    return _patcher("Flux2", _flux_config(FLUX2, [3]), seed)
+
+
+def tiny_qwen_image(seed: int = 7103):
+    """A Qwen-Image ModelPatcher; Qwen-Image-Edit is the same model with reference latents."""
+    return _patcher("QwenImage", QWEN_IMAGE, seed)
+
+
+def tiny_sd3(seed: int = 7104):
+    """An SD3 MMDiT ModelPatcher."""
+    return _patcher("SD3", SD3, seed)
+
+
+def random_conditioning(tokens: int, seed: int, **options) -> list:
+    """A CONDITIONING of ``tokens`` random text tokens of the stand-ins' text width, with a pooled output and any
+    further ``options`` (``guidance``, ``reference_latents``, …)."""
+    generator = torch.Generator().manual_seed(seed)
+    text = torch.randn(1, tokens, TEXT_WIDTH, generator=generator)
+    pooled = torch.randn(1, POOLED_WIDTH, generator=generator)
+    return [[text, {"pooled_output": pooled, **options}]]
