@@ -11,6 +11,7 @@ the width of a full text encoder's output is too big for a test.
 - Flux.2: 2 heads × 16 (4 rotary axes of 4), 1 double + 1 single block, global modulation, patch size 1.
 - Qwen-Image: 2 heads × 16 (rotary axes 4 + 6 + 6), 2 double blocks, text width 32.
 - SD3: depth 2 (hidden 128 = 2 heads × 64), patch size 2, context width 32, pooled width 16.
+- Lumina 2 (a family the attention effects do not handle): 2 heads × 16, 1 layer, 1 refiner layer.
 """
 
 from __future__ import annotations
@@ -89,6 +90,30 @@ SD3 = {
     "x_block_self_attn_layers": [],
 }
 
+LUMINA2 = {
+    "image_model": "lumina2",
+    "in_channels": 16,
+    "dim": 32,
+    "n_layers": 1,
+    "n_refiner_layers": 1,
+    "n_heads": 2,
+    "multiple_of": 16,
+    "cap_feat_dim": TEXT_WIDTH,
+    "axes_dims": [4, 6, 6],
+    "axes_lens": [1, 64, 64],
+}
+
+
+def init_checkpoint_buffers(module: torch.nn.Module, seed: int) -> None:
+    """Fill the floating-point buffers a checkpoint holds (SD3's ``pos_embed``, created with ``torch.empty``) from a
+    seeded N(0, 0.02²), as loading a checkpoint would overwrite them."""
+    generator = torch.Generator().manual_seed(seed)
+    persistent = set(module.state_dict())
+    with torch.no_grad():
+        for name, buffer in module.named_buffers():
+            if name in persistent and buffer.is_floating_point():
+                buffer.normal_(0.0, 0.02, generator=generator)
+
 
 def _patcher(config_class: str, unet_config: dict, seed: int):
     setup_imports()
@@ -99,6 +124,7 @@ def _patcher(config_class: str, unet_config: dict, seed: int):
     model_config.set_inference_dtype(torch.float32, None)
     model = model_config.get_model({})
     init_parameters(model.diffusion_model, seed)
+    init_checkpoint_buffers(model.diffusion_model, seed)
     model.eval()
     return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
 
@@ -131,6 +157,11 @@ def tiny_qwen_image(seed: int = 7103):
 def tiny_sd3(seed: int = 7104):
     """An SD3 MMDiT ModelPatcher."""
     return _patcher("SD3", SD3, seed)
+
+
+def tiny_lumina2(seed: int = 7105):
+    """A Lumina 2 ModelPatcher (its DiT has no block replaces the attention effects could use)."""
+    return _patcher("Lumina2", LUMINA2, seed)
 
 
 def random_conditioning(tokens: int, seed: int, **options) -> list:

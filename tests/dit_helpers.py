@@ -112,3 +112,21 @@ def explicit_image_text(call: dict, text: int, image_tokens: int) -> torch.Tenso
 
 def install_override(model, override) -> None:
     model.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = override
+
+
+def stand_in_clip(tokenizer: str, t5: bool = True):
+    """A CLIP with a real ComfyUI tokenizer (``FluxTokenizer``, ``QwenImageTokenizer``, ``SD3Tokenizer``) and no text
+    encoder weights: the nodes read only its tokenizer and which encoders it loaded."""
+    from types import SimpleNamespace
+
+    import comfy.text_encoders.flux
+    import comfy.text_encoders.qwen_image
+    import comfy.text_encoders.sd3_clip
+
+    modules = {
+        "FluxTokenizer": comfy.text_encoders.flux,
+        "QwenImageTokenizer": comfy.text_encoders.qwen_image,
+        "SD3Tokenizer": comfy.text_encoders.sd3_clip,
+    }
+    built = getattr(modules[tokenizer], tokenizer)()
+    return SimpleNamespace(tokenizer=built, cond_stage_model=SimpleNamespace(t5xxl=object() if t5 else None))

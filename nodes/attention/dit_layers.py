@@ -8,11 +8,14 @@ block index, so families that do not write ``block_index`` into ``transformer_op
 
 from dataclasses import dataclass
 
+import comfy.model_base
 from comfy.ldm.flux.model import Flux
 from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
 from comfy.ldm.qwen_image.model import QwenImageTransformer2DModel
 from comfy.model_patcher import ModelPatcher
 
+DIT_CLASSES = (Flux, QwenImageTransformer2DModel, MMDiT)
+FLUX2_TEXT_TOKENS = 512
 SUPPORTED_FAMILIES = "Flux.1, Flux Kontext, Flux.2, Qwen-Image, Qwen-Image-Edit, SD3/SD3.5"
 
 
@@ -36,10 +39,12 @@ class DiTBlock:
 
 @dataclass(frozen=True)
 class DiTFamily:
-    """A supported DiT family and its blocks in execution order."""
+    """A supported DiT family, its blocks in execution order, and the text length its model pads prompts to (0:
+    none; Flux.2 left-pads the text encoder's output to 512 tokens in ``comfy.model_base.Flux2.extra_conds``)."""
 
     name: str
     blocks: tuple[DiTBlock, ...]
+    padded_text: int = 0
 
 
 def _blocks(kind: str, count: int, heads: int, patch_size: int) -> tuple[DiTBlock, ...]:
@@ -48,7 +53,18 @@ def _blocks(kind: str, count: int, heads: int, patch_size: int) -> tuple[DiTBloc
 
 def is_dit_model(model: ModelPatcher) -> bool:
     """Whether the model's diffusion model is a DiT of a supported family."""
-    return isinstance(model.get_model_object("diffusion_model"), (Flux, QwenImageTransformer2DModel, MMDiT))
+    return isinstance(model.get_model_object("diffusion_model"), DIT_CLASSES)
+
+
+def dit_family_or_unet(model: ModelPatcher) -> DiTFamily | None:
+    """The model's DiT family, None for a UNet (which has ``input_blocks``, ``middle_block`` and
+    ``output_blocks``); for any other model the error of ``dit_family``."""
+    dit = model.get_model_object("diffusion_model")
+    if not isinstance(dit, DIT_CLASSES) and all(
+        hasattr(dit, name) for name in ("input_blocks", "middle_block", "output_blocks")
+    ):
+        return None
+    return dit_family(model)
 
 
 def dit_family(model: ModelPatcher) -> DiTFamily:
@@ -56,9 +72,10 @@ def dit_family(model: ModelPatcher) -> DiTFamily:
     dit = model.get_model_object("diffusion_model")
     if isinstance(dit, Flux):
         heads, patch = dit.params.num_heads, dit.patch_size
-        name = "Flux.2" if getattr(dit.params, "global_modulation", False) else "Flux.1/Kontext"
+        flux2 = isinstance(model.model, comfy.model_base.Flux2)
         double = _blocks("double_block", len(dit.double_blocks), heads, patch)
-        return DiTFamily(name, double + _blocks("single_block", len(dit.single_blocks), heads, patch))
+        blocks = double + _blocks("single_block", len(dit.single_blocks), heads, patch)
+        return DiTFamily("Flux.2", blocks, FLUX2_TEXT_TOKENS) if flux2 else DiTFamily("Flux.1/Kontext", blocks)
     if isinstance(dit, QwenImageTransformer2DModel):
         heads = dit.transformer_blocks[0].attn.heads
         return DiTFamily("Qwen-Image", _blocks("double_block", len(dit.transformer_blocks), heads, dit.patch_size))

@@ -5,6 +5,9 @@ PreciseEdit_AttentionMaskInjector: confine chosen words' cross-attention to a sp
 PreciseEdit_CaptureCrossAttention: record chosen words' cross-attention maps while sampling.
 
 PreciseEdit_AttentionToMask: turn captured cross-attention into one mask per word.
+
+On a DiT (Flux.1/Kontext/Flux.2, Qwen-Image(-Edit), SD3) the same effects act on the image-to-text block of every
+joint-attention block (``dit_attention_patch``); the words' positions come from the DiT's text encoder.
 """
 
 import torch
@@ -18,8 +21,10 @@ from .attention_capture import AttentionCapture
 from .attention_effect import StepRange
 from .attention_preview import show_attention_on_node
 from .cross_attention_patch import add_cross_attention_effect, cross_attention_layers
+from .dit_attention_patch import add_dit_attention_effect
+from .dit_layers import DiTFamily, dit_family_or_unet
 from .layer_choice import DEFAULT_LAYER_CHOICE, LAYER_OPTIONS, choose_layers
-from .prompt_tokens import locate_words
+from .prompt_tokens import WordPositions, left_padded, locate_dit_words, locate_words
 from .token_mask_effect import TokenMask
 from .word_attention_inputs import (
     conditioning_input,
@@ -31,6 +36,11 @@ from .word_attention_inputs import (
 )
 
 
+def dit_word_positions(family: DiTFamily, clip, text: str, words: str) -> WordPositions:
+    """The words' key columns in the DiT's joint attention (after the model's own text padding)."""
+    return left_padded(locate_dit_words(clip, text, words), family.padded_text)
+
+
 class AttentionMaskInjector(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -40,8 +50,11 @@ class AttentionMaskInjector(io.ComfyNode):
             category="Precise Edit/attention",
             description=(
                 "Multiplies the cross-attention probabilities of chosen words by a spatial mask in every "
-                "cross-attention layer of the UNet (S2Edit's spatial control, A*[I] = A[I] ⊙ M), so the words act "
-                "only inside the mask. Chains with other attention patches (IP-Adapter) and with further injectors."
+                "cross-attention layer of the UNet (S2Edit's spatial control, A*[I] = A[I] ⊙ M), or in the "
+                "image-to-text part of every joint-attention block of a DiT (Flux, Flux.2, Qwen-Image, SD3), so the "
+                "words act only "
+                "inside the mask. Regional prompting: chain injectors, one per word and mask. Chains with other "
+                "attention patches (IP-Adapter, other packs' DiT attention overrides)."
             ),
             inputs=[
                 *prompt_inputs("mask"),
@@ -59,7 +72,9 @@ class AttentionMaskInjector(io.ComfyNode):
                 *step_range_inputs("masking"),
                 target_input(["positive", "negative", "all"], "masked"),
                 io.Boolean.Input(
-                    "renormalize", default=False, tooltip="Rescale each query's attention to sum to 1 after masking."
+                    "renormalize",
+                    default=False,
+                    tooltip="Rescale each query's attention to sum to 1 after masking (UNet models only).",
                 ),
                 conditioning_input("mask"),
             ],
@@ -84,8 +99,17 @@ class AttentionMaskInjector(io.ComfyNode):
         renormalize: bool,
         conditioning: list | None = None,
     ) -> io.NodeOutput:
-        layers = cross_attention_layers(model)
-        positions = locate_words(clip, text, words)
+        family = dit_family_or_unet(model)
+        if family is not None:
+            if renormalize:
+                raise ValueError(
+                    f"renormalize is not available on {family.name}: the joint attention's rows also hold the image "
+                    "tokens, which the mask does not touch; turn renormalize off"
+                )
+            positions = dit_word_positions(family, clip, text, words)
+        else:
+            layers = cross_attention_layers(model)
+            positions = locate_words(clip, text, words)
         target_spec, conditioning_out = prompt_target(target, conditioning)
         effect = TokenMask(
             tokens=tuple(positions.all_positions),
@@ -96,6 +120,8 @@ class AttentionMaskInjector(io.ComfyNode):
             steps=StepRange.from_percent(model, start_percent, end_percent),
             target=target_spec,
         )
+        if family is not None:
+            return io.NodeOutput(add_dit_attention_effect(model, effect, family.blocks), conditioning_out)
         return io.NodeOutput(add_cross_attention_effect(model, effect, layers), conditioning_out)
 
 
@@ -132,7 +158,7 @@ class CaptureCrossAttention(io.ComfyNode):
                     default=DEFAULT_LAYER_CHOICE,
                     tooltip=LAYER_OPTIONS.tooltip(
                         "Layers by token-grid size relative to the image; 1/32 is the 16×16 convention of "
-                        "prompt-to-prompt at 512 px."
+                        "prompt-to-prompt at 512 px. On a DiT every block sees the same grid: all blocks are recorded."
                     ),
                 ),
                 io.String.Input("heads", default="all", tooltip="'all', or comma-separated head numbers to average."),
@@ -167,9 +193,14 @@ class CaptureCrossAttention(io.ComfyNode):
         target: str,
         conditioning: list | None = None,
     ) -> io.NodeOutput:
-        chosen = choose_layers(cross_attention_layers(model), layers)
-        head_count = min(layer.heads for layer in chosen)
-        positions = locate_words(clip, text, words)
+        family = dit_family_or_unet(model)
+        if family is not None:
+            head_count = min(block.heads for block in family.blocks)
+            positions = dit_word_positions(family, clip, text, words)
+        else:
+            chosen = choose_layers(cross_attention_layers(model), layers)
+            head_count = min(layer.heads for layer in chosen)
+            positions = locate_words(clip, text, words)
         target_spec, conditioning_out = prompt_target(target, conditioning)
         store = AttentionStore(words=positions.words)
         effect = AttentionCapture(
@@ -179,11 +210,22 @@ class CaptureCrossAttention(io.ComfyNode):
             steps=StepRange.from_percent(model, start_percent, end_percent),
             target=target_spec,
         )
-        recording = show_attention_on_node(add_cross_attention_effect(model, effect, chosen), store)
+        if family is not None:
+            patched = add_dit_attention_effect(model, effect, family.blocks)
+        else:
+            patched = add_cross_attention_effect(model, effect, chosen)
+        recording = show_attention_on_node(patched, store)
         return io.NodeOutput(recording, store, conditioning_out)
 
 
 LATENT_TO_IMAGE = 8
+FLUX2_LATENT_CHANNELS = 128
+FLUX2_LATENT_TO_IMAGE = 16
+
+
+def latent_to_image(samples: torch.Tensor) -> int:
+    """Image pixels per latent pixel: 16 for Flux.2's 128-channel latents (``EmptyFlux2LatentImage``), else 8."""
+    return FLUX2_LATENT_TO_IMAGE if samples.shape[1] == FLUX2_LATENT_CHANNELS else LATENT_TO_IMAGE
 
 
 def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
@@ -233,7 +275,8 @@ class AttentionToMask(io.ComfyNode):
                 "no attention was recorded: sample with the MODEL output of Capture Cross-Attention before this node "
                 "(connect that sampler's LATENT here)"
             )
-        height, width = (side * LATENT_TO_IMAGE for side in latent["samples"].shape[-2:])
+        scale = latent_to_image(latent["samples"])
+        height, width = (side * scale for side in latent["samples"].shape[-2:])
         maps = normalise_maps(attention.word_maps((height, width)))
         soft = maps.transpose(0, 1).reshape(-1, height, width).cpu()
         mask = (soft >= threshold).float() if threshold > 0 else soft

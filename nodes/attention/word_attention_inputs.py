@@ -16,8 +16,16 @@ from .patch_install import COND_TAGS_KEY
 def prompt_inputs(action: str) -> list:
     """MODEL, CLIP, the prompt text and the words the node ``action``s (e.g. "mask", "record")."""
     return [
-        io.Model.Input("model", tooltip="SD1.x, SD2.x or SDXL UNet model (InstructPix2Pix variants too)."),
-        io.Clip.Input("clip", tooltip="The CLIP that encodes the prompt, to find the words' token positions."),
+        io.Model.Input(
+            "model",
+            tooltip="An SD1.x, SD2.x or SDXL UNet (InstructPix2Pix variants too), or a Flux.1/Kontext, Flux.2, "
+            "Qwen-Image(-Edit) or SD3 DiT.",
+        ),
+        io.Clip.Input(
+            "clip",
+            tooltip="The CLIP / text encoder that encodes the prompt (CLIP, T5, Qwen2.5-VL, …), to find the words' "
+            "token positions.",
+        ),
         io.String.Input(
             "text",
             default="",

@@ -77,7 +77,7 @@ def test_a_model_without_a_unet_gets_a_clear_error_and_is_not_patched(sd15):
             self.diffusion_model = torch.nn.Linear(4, 4)
 
     model = comfy.model_patcher.ModelPatcher(DiT(), torch.device("cpu"), torch.device("cpu"))
-    with pytest.raises(ValueError, match="needs a UNet model .* DiT with a Linear"):
+    with pytest.raises(ValueError, match="not handle this model family yet: DiT with a Linear; supported DiT .* UNets"):
         inject(model, sd15.clip, "cat", left_half_mask())
     assert model.model_options == {"transformer_options": {}}
     assert not model.wrappers

@@ -70,6 +70,7 @@ def test_inactive_and_read_only_effects_sample_bit_identically_to_stock(comfy, f
     model = stand_in.model()
     positive, negative = conds()
     stock = sample(model, stand_in.latent(), positive, negative)
+    assert torch.isfinite(stock).all()
     inactive = recorder(sigma_range=(-1.0, -2.0))
     reading = recorder()
     assert torch.equal(sample(patched_with(model, inactive), stand_in.latent(), positive, negative), stock)
