@@ -23,6 +23,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 BENCHES = (
     "attention/overhead",
+    "attention/dit_overhead",
     "s2edit/prompt_to_prompt",
     "s2edit/null_text_inversion",
     "s2edit/identity_trainer",

@@ -144,6 +144,11 @@ def tiny_flux(seed: int = 7101):
     return _patcher("Flux", _flux_config(FLUX, []), seed)
 
 
+def flux_with(overrides: dict, seed: int = 7101):
+    """A Flux.1 ModelPatcher of the tiny configuration with ``overrides`` (wider or deeper, for benches)."""
+    return _patcher("Flux", _flux_config({**FLUX, **overrides}, []), seed)
+
+
 def tiny_flux2(seed: int = 7102):
     """A Flux.2 ModelPatcher (128-channel latents at patch size 1)."""
     return _patcher("Flux2", _flux_config(FLUX2, [3]), seed)

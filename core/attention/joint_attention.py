@@ -21,7 +21,7 @@ so the fast attention kernel still computes O and the correction needs only the 
 
 import torch
 
-QUERY_CHUNK = 1024
+QUERY_CHUNK = 256
 
 
 def batch_heads_mask(mask: torch.Tensor) -> torch.Tensor:
