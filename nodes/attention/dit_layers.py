@@ -39,12 +39,15 @@ class DiTBlock:
 
 @dataclass(frozen=True)
 class DiTFamily:
-    """A supported DiT family, its blocks in execution order, and the text length its model pads prompts to (0:
-    none; Flux.2 left-pads the text encoder's output to 512 tokens in ``comfy.model_base.Flux2.extra_conds``)."""
+    """A supported DiT family, its blocks in execution order, the text length its model pads prompts to (0: none;
+    Flux.2 left-pads the text encoder's output to 512 tokens in ``comfy.model_base.Flux2.extra_conds``), and whether
+    the prompt's tokens end the text sequence (whatever comes before them: padding, Qwen-Image-Edit's vision
+    tokens)."""
 
     name: str
     blocks: tuple[DiTBlock, ...]
     padded_text: int = 0
+    text_at_end: bool = False
 
 
 def _blocks(kind: str, count: int, heads: int, patch_size: int) -> tuple[DiTBlock, ...]:
@@ -75,10 +78,13 @@ def dit_family(model: ModelPatcher) -> DiTFamily:
         flux2 = isinstance(model.model, comfy.model_base.Flux2)
         double = _blocks("double_block", len(dit.double_blocks), heads, patch)
         blocks = double + _blocks("single_block", len(dit.single_blocks), heads, patch)
-        return DiTFamily("Flux.2", blocks, FLUX2_TEXT_TOKENS) if flux2 else DiTFamily("Flux.1/Kontext", blocks)
+        if flux2:
+            return DiTFamily("Flux.2", blocks, FLUX2_TEXT_TOKENS, text_at_end=True)
+        return DiTFamily("Flux.1/Kontext", blocks)
     if isinstance(dit, QwenImageTransformer2DModel):
         heads = dit.transformer_blocks[0].attn.heads
-        return DiTFamily("Qwen-Image", _blocks("double_block", len(dit.transformer_blocks), heads, dit.patch_size))
+        blocks = _blocks("double_block", len(dit.transformer_blocks), heads, dit.patch_size)
+        return DiTFamily("Qwen-Image", blocks, text_at_end=True)
     if isinstance(dit, MMDiT):
         heads = dit.joint_blocks[0].x_block.attn.num_heads
         return DiTFamily("SD3", _blocks("double_block", len(dit.joint_blocks), heads, dit.patch_size))

@@ -36,9 +36,16 @@ from .word_attention_inputs import (
 )
 
 
-def dit_word_positions(family: DiTFamily, clip, text: str, words: str) -> WordPositions:
-    """The words' key columns in the DiT's joint attention (after the model's own text padding)."""
-    return left_padded(locate_dit_words(clip, text, words), family.padded_text)
+def dit_word_positions(
+    family: DiTFamily, clip, text: str, words: str, conditioning: list | None = None
+) -> WordPositions:
+    """The words' key columns in the DiT's joint attention. Families whose prompt ends the text sequence (Qwen-Image,
+    Flux.2) count them from its end: the connected conditioning gives its length (Qwen-Image-Edit puts the input
+    image's vision tokens before the prompt), then the model's own padding."""
+    positions = locate_dit_words(clip, text, words)
+    if family.text_at_end and conditioning is not None:
+        positions = left_padded(positions, max(embedding.shape[1] for embedding, _ in conditioning))
+    return left_padded(positions, family.padded_text)
 
 
 class AttentionMaskInjector(io.ComfyNode):
@@ -106,7 +113,7 @@ class AttentionMaskInjector(io.ComfyNode):
                     f"renormalize is not available on {family.name}: the joint attention's rows also hold the image "
                     "tokens, which the mask does not touch; turn renormalize off"
                 )
-            positions = dit_word_positions(family, clip, text, words)
+            positions = dit_word_positions(family, clip, text, words, conditioning)
         else:
             layers = cross_attention_layers(model)
             positions = locate_words(clip, text, words)
@@ -196,7 +203,7 @@ class CaptureCrossAttention(io.ComfyNode):
         family = dit_family_or_unet(model)
         if family is not None:
             head_count = min(block.heads for block in family.blocks)
-            positions = dit_word_positions(family, clip, text, words)
+            positions = dit_word_positions(family, clip, text, words, conditioning)
         else:
             chosen = choose_layers(cross_attention_layers(model), layers)
             head_count = min(layer.heads for layer in chosen)

@@ -92,6 +92,45 @@ def test_the_injector_confines_a_word_and_the_capture_and_masks_show_it(comfy, c
     assert masks.shape == (2, 48, 80) and heatmaps.shape == (2, 48, 80, 3), "1/8 of the image, 1/16 for Flux.2"
 
 
+def test_qwen_image_edit_words_are_counted_from_the_end_of_the_connected_conditioning(comfy, clips):
+    """Qwen-Image-Edit's encoder puts the input image's vision tokens before the prompt: with the conditioning
+    connected, the word's column is found from the end of the encoded sequence."""
+    from precise_edit.nodes.attention.nodes_attention import AttentionMaskInjector, CaptureCrossAttention
+    from precise_edit.nodes.attention.prompt_tokens import locate_dit_words
+
+    stand_in = STAND_INS["qwen_image"]
+    clip = clips["qwen_image"]
+    vision_tokens = 20
+    prompt = locate_dit_words(clip, PROMPT, "cat")
+    encoded = conditioning(prompt.context_length + vision_tokens, 1)
+    mask = torch.zeros(1, 48, 80)
+    mask[:, :, :32] = 1.0
+    settings = dict(strength=1.0, start_percent=0.0, end_percent=1.0, target="positive", renormalize=False)
+    model, tagged = AttentionMaskInjector.execute(
+        stand_in.model(), clip, PROMPT, "cat", mask, **settings, conditioning=encoded
+    ).result
+    model, store, tagged = CaptureCrossAttention.execute(
+        model,
+        clip,
+        PROMPT,
+        "cat",
+        layers="all",
+        heads="all",
+        start_percent=0.0,
+        end_percent=1.0,
+        target="positive",
+        conditioning=tagged,
+    ).result
+    sample(model, stand_in.latent(), tagged, conditioning(prompt.context_length, 2))
+    column = prompt.words["cat"][0] + vision_tokens
+    assert store.words["cat"] == [column]
+    outside = torch.ones(GRID, dtype=torch.bool)
+    outside[:, :2] = False
+    for name, entry in store.layers.items():
+        means = entry.mean[0].view(*GRID, prompt.context_length + vision_tokens)
+        assert torch.all(means[outside][:, column] == 0) and torch.all(means[~outside][:, column] > 0), name
+
+
 def test_bad_inputs_are_refused_and_nothing_stays_patched(comfy, clips):
     from precise_edit.nodes.attention.dit_attention_patch import OVERRIDE_KEY
     from precise_edit.nodes.attention.prompt_tokens import locate_dit_words
