@@ -12,6 +12,11 @@ the width of a full text encoder's output is too big for a test.
 - Qwen-Image: 2 heads × 16 (rotary axes 4 + 6 + 6), 2 double blocks, text width 32.
 - SD3: depth 2 (hidden 128 = 2 heads × 64), patch size 2, context width 32, pooled width 16.
 - Lumina 2 (a family the attention effects do not handle): 2 heads × 16, 1 layer, 1 refiner layer.
+
+``detected_on_meta`` builds the real widths instead (Flux.1 3072 = 24 heads × 128, Flux.2 6144 = 48 × 128, Qwen-Image
+3072 = 24 × 128) on the meta device, one or two blocks deep, and lets ComfyUI's checkpoint detection pick the model
+class from the state dict's shapes: no weights are allocated, so the block and head discovery of the real geometry
+is checked in milliseconds (nothing can run on it).
 """
 
 from __future__ import annotations
@@ -167,6 +172,46 @@ def tiny_sd3(seed: int = 7104):
 def tiny_lumina2(seed: int = 7105):
     """A Lumina 2 ModelPatcher (its DiT has no block replaces the attention effects could use)."""
     return _patcher("Lumina2", LUMINA2, seed)
+
+
+FULL_WIDTH = {
+    "Flux.1": {
+        **FLUX,
+        "hidden_size": 3072,
+        "num_heads": 24,
+        "axes_dim": [16, 56, 56],
+        "mlp_ratio": 4.0,
+        "context_in_dim": 4096,
+        "vec_in_dim": 768,
+    },
+    "Flux.2": {**FLUX2, "hidden_size": 6144, "num_heads": 48, "axes_dim": [32, 32, 32, 32], "context_in_dim": 15360},
+    "Qwen-Image": {"num_layers": 2},
+}
+
+
+def detected_on_meta(family: str):
+    """A ModelPatcher of ``family`` ("Flux.1", "Flux.2", "Qwen-Image") at its real width on the meta device, its
+    model class chosen by ComfyUI's detection from the state dict."""
+    setup_imports()
+    import comfy.model_detection
+    import comfy.model_patcher
+    import comfy.ops
+    from comfy.ldm.flux.model import Flux
+    from comfy.ldm.qwen_image.model import QwenImageTransformer2DModel
+
+    config = dict(FULL_WIDTH[family])
+    if family.startswith("Flux"):
+        config.pop("image_model")
+        dit_class = Flux
+        config = _flux_config(config, [3] if family == "Flux.2" else [])
+    else:
+        dit_class = QwenImageTransformer2DModel
+    with torch.device("meta"):
+        dit = dit_class(**config, dtype=torch.bfloat16, device="meta", operations=comfy.ops.disable_weight_init)
+    state_dict = dit.state_dict()
+    model_config = comfy.model_detection.model_config_from_unet(state_dict, "")
+    model = model_config.get_model(state_dict, "", device=torch.device("meta"))
+    return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
 
 
 def random_conditioning(tokens: int, seed: int, **options) -> list:

@@ -179,3 +179,22 @@ def test_an_unsupported_family_is_named_with_the_supported_ones(comfy, sd15):
 
     with pytest.raises(ValueError, match=r"UNetModel.*Flux\.1.*Qwen-Image.*SD3"):
         dit_family(sd15.model)
+
+
+@pytest.mark.parametrize(
+    ("family", "name", "heads", "kinds"),
+    [
+        ("Flux.1", "Flux.1/Kontext", 24, {"double_block", "single_block"}),
+        ("Flux.2", "Flux.2", 48, {"double_block", "single_block"}),
+        ("Qwen-Image", "Qwen-Image", 24, {"double_block"}),
+    ],
+)
+def test_the_real_widths_detected_by_comfyui_give_the_real_head_counts(comfy, family, name, heads, kinds):
+    from harness.tiny_dit_models import detected_on_meta
+    from precise_edit.nodes.attention.dit_layers import dit_family
+
+    found = dit_family(detected_on_meta(family))
+    assert found.name == name
+    assert {block.heads for block in found.blocks} == {heads}
+    assert {block.kind for block in found.blocks} == kinds
+    assert found.padded_text == (512 if family == "Flux.2" else 0)
