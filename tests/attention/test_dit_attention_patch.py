@@ -198,3 +198,51 @@ def test_the_real_widths_detected_by_comfyui_give_the_real_head_counts(comfy, fa
     assert {block.heads for block in found.blocks} == {heads}
     assert {block.kind for block in found.blocks} == kinds
     assert found.padded_text == (512 if family == "Flux.2" else 0)
+
+
+@pytest.mark.parametrize("layout", ["heads_first", "heads_first_output", "tokens_first"])
+def test_the_override_corrects_every_calling_convention_and_passes_unknown_arguments_through(comfy, layout):
+    """Flux and Qwen-Image pass ``[B, H, T, d]`` with ``skip_reshape``, SD3 ``[B, T, H·d]`` (v ``[B, T, H, d]``);
+    a kernel may be asked for ``[B, H, T, d]`` outputs; ComfyUI 0.33 adds ``preferred_attention``."""
+    from precise_edit.nodes.attention.attention_effect import CallInfo
+    from precise_edit.nodes.attention.dit_attention_patch import DiTAttentionPatch, JointAttentionOverride, JointLayout
+    from precise_edit.nodes.attention.dit_layers import DiTBlock
+
+    text, grid, reference, heads, dim = 4, (2, 3), 5, 2, 8
+    tokens = text + grid[0] * grid[1] + reference
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, heads, tokens, dim, generator=generator) for _ in range(3))
+    mask = torch.zeros(1, 16, 24)
+    mask[:, :, :8] = 1.0
+    effect = token_mask((1,), mask, context_length=text)
+    patch = DiTAttentionPatch(DiTBlock("double_block", 0, heads, 2), (effect,), None)
+    image = slice(text, text + 6)
+    override = JointAttentionOverride(
+        patch, JointLayout(text, image, tokens, grid), CallInfo(1.0, None), [(effect, (0,))], 1, None
+    )
+    seen = {}
+
+    def kernel(q_, k_, v_, heads, **kwargs):
+        seen.update(kwargs)
+        qh, kh, vh = (
+            x if kwargs.get("skip_reshape") else x.reshape(1, tokens, heads, dim).transpose(1, 2) for x in (q_, k_, v_)
+        )
+        out = torch.softmax(qh @ kh.transpose(-1, -2) * dim**-0.5, dim=-1) @ vh
+        return out if kwargs.get("skip_output_reshape") else out.transpose(1, 2).reshape(1, tokens, heads * dim)
+
+    extra = {"preferred_attention": "sage", "_inside_attn_wrapper": True}
+    if layout == "tokens_first":
+        args = (q.transpose(1, 2).reshape(1, tokens, -1), k.transpose(1, 2).reshape(1, tokens, -1), v.transpose(1, 2))
+        out = override(kernel, *args, heads=heads, **extra)
+    else:
+        options = {"skip_reshape": True, "skip_output_reshape": layout == "heads_first_output"}
+        out = override(kernel, q, k, v, heads, **options, **extra)
+    assert seen["preferred_attention"] == "sage" and seen["_inside_attn_wrapper"]
+
+    probabilities = torch.softmax(q @ k.transpose(-1, -2) * dim**-0.5, dim=-1)
+    outside = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0, 1.0])
+    probabilities[:, :, image, 1] *= 1.0 - outside
+    expected = probabilities @ v
+    if layout != "heads_first_output":
+        expected = expected.transpose(1, 2).reshape(1, tokens, heads * dim)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
