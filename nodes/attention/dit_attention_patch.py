@@ -166,14 +166,14 @@ class DiTAttentionPatch(InstalledPatch):
         v: torch.Tensor,
         heads: int,
         mask: torch.Tensor | None,
-        call: JointAttentionOverride,
+        override: JointAttentionOverride,
         kwargs: dict,
     ) -> torch.Tensor:
         """The attention output ``out`` plus ``(A* − A) V`` of the active effects on the target image queries."""
         skip_reshape = kwargs.get("skip_reshape", False)
-        layout = call.layout
-        images = q.shape[0] // call.chunk_count
-        rows = tuple(sorted({c * images + i for _, hit in call.active for c in hit for i in range(images)}))
+        layout = override.layout
+        images = q.shape[0] // override.chunk_count
+        rows = tuple(sorted({c * images + i for _, hit in override.active for c in hit for i in range(images)}))
         row_index = self.indices.get(rows, q.device)
         qh, kh, vh = (heads_first(t.index_select(0, row_index), heads, skip_reshape) for t in (q, k, v))
         if mask is not None:
@@ -186,7 +186,7 @@ class DiTAttentionPatch(InstalledPatch):
                 effect,
                 EffectContext(
                     layer=self.block,
-                    call=call.call,
+                    call=override.call,
                     grid=layout.grid,
                     images=images,
                     rows=rows,
@@ -195,7 +195,7 @@ class DiTAttentionPatch(InstalledPatch):
                     indices=self.indices,
                 ),
             )
-            for effect, hit in call.active
+            for effect, hit in override.active
         ]
         edited, changed = apply_effects(contexts, probs)
         if changed is NONE:
