@@ -1,6 +1,7 @@
-"""ZONE's localisation: the rough edit region M_b from InstructPix2Pix's attention or from an image difference.
+"""ZONE's localisation: the rough edit region M_b from an instruction editor's attention or from an image difference.
 
-PreciseEdit_InstructionLocator: record the cross-attention ZONE reads the edit region from, while sampling.
+PreciseEdit_InstructionLocator: record the attention ZONE reads the edit region from, while sampling (InstructPix2Pix,
+or an instruction DiT: Qwen-Image-Edit, Flux Kontext, Flux.2).
 
 PreciseEdit_EditRegionFromAttention: ZONE's rough edit mask M_b from the recorded start/end-token attention.
 
@@ -19,10 +20,12 @@ from ..attention.attention_effect import PromptTarget, StepRange
 from ..attention.attention_preview import show_attention_on_node
 from ..attention.cross_attention_patch import CrossAttentionLayer, add_cross_attention_effect, cross_attention_layers
 from ..attention.layer_choice import LAYER_OPTIONS, choose_layers
+from ..attention.nodes_attention import latent_to_image
 from ..attention.prompt_tokens import clip_tokenizer
 from ..common.comfy_node_api import io
 from ..common.option_keys import Option, OptionKeys, all_valid
 from ..common.socket_types import AttentionMaps
+from .dit_instruction_attention import instruction_family, locate_on_dit
 from .ip2p_model import require_instruct_pix2pix
 
 # ZONE's branches [instruction + image, ∅ + image, ∅ + ∅] are the guider roles positive, middle and negative of
@@ -50,6 +53,9 @@ BRANCH_OPTIONS = OptionKeys(
 
 
 DEFAULT_BRANCHES = "null_instruction"
+
+
+DIT_BRANCH = "positive"
 
 
 ZONE_LAYERS = "zone"
@@ -103,17 +109,23 @@ class InstructionLocator(io.ComfyNode):
             display_name="Instruction Locator (ZONE)",
             category="Precise Edit/ZONE",
             description=(
-                "Makes an InstructPix2Pix model record, during its next sampling run, the cross-attention maps "
-                "ZONE locates the edit with: the null-instruction branches, the 16×16 layers at 512 px, averaged "
-                "over heads and all steps as running means (memory does not grow with the step count). Feed the "
-                "ATTENTION output to Edit Region From Attention."
+                "Makes an instruction editor record, during its next sampling run, the attention maps ZONE locates "
+                "the edit with. InstructPix2Pix: the null-instruction branches, the 16×16 layers at 512 px. "
+                "Qwen-Image-Edit, Flux Kontext, Flux.2: the instruction's tokens and the rest of the text as the "
+                "target image's tokens attend to them (never the reference image's), in every joint-attention "
+                "block, positive prompt. Averaged over heads and all steps as running means (memory does not grow "
+                "with the step count). Feed the ATTENTION output to Edit Region From Attention."
             ),
             inputs=[
                 io.Model.Input(
-                    "model", tooltip="An InstructPix2Pix model (8 input channels), e.g. from Load Checkpoint."
+                    "model",
+                    tooltip="An InstructPix2Pix model (8 input channels, Load Checkpoint), or a Qwen-Image-Edit, "
+                    "Flux Kontext or Flux.2 model (Load Diffusion Model).",
                 ),
                 io.Clip.Input(
-                    "clip", tooltip="The model's CLIP, to find where the instruction's end-of-text token is."
+                    "clip",
+                    tooltip="The model's text encoder: CLIP for InstructPix2Pix (to find the end-of-text token), "
+                    "Qwen2.5-VL, T5 or Flux.2's for a DiT (to find the instruction's tokens).",
                 ),
                 io.String.Input(
                     "instruction",
@@ -126,8 +138,9 @@ class InstructionLocator(io.ComfyNode):
                     options=BRANCH_OPTIONS.keys,
                     default=DEFAULT_BRANCHES,
                     tooltip=BRANCH_OPTIONS.tooltip(
-                        "Guidance branches to average: ZONE (released code) uses the two null-instruction ones, "
-                        "whose attention is edit-aware."
+                        "Guidance branches to average: ZONE (released code) uses InstructPix2Pix's two "
+                        "null-instruction ones, whose attention is edit-aware. A DiT's instruction is only in its "
+                        "positive branch: choose positive."
                     ),
                 ),
                 io.Combo.Input(
@@ -136,7 +149,8 @@ class InstructionLocator(io.ComfyNode):
                     default=ZONE_LAYERS,
                     tooltip=ZONE_LAYER_OPTIONS.tooltip(
                         "Layers by token-grid size; ZONE averages the input and output layers at 1/32 of the "
-                        "image (16×16 at 512 px), never the middle block."
+                        "image (16×16 at 512 px), never the middle block. A DiT has one token grid: every block is "
+                        "recorded whatever the choice."
                     ),
                 ),
             ],
@@ -144,7 +158,8 @@ class InstructionLocator(io.ComfyNode):
                 io.Model.Output(display_name="MODEL", tooltip="The model that records attention while sampling."),
                 AttentionMaps.Output(
                     display_name="ATTENTION",
-                    tooltip="The start and end-of-text token maps of the most recent sampling run with that model.",
+                    tooltip="The start and end maps (start/end-of-text tokens; on a DiT the rest of the text and the "
+                    "instruction's tokens) of the most recent sampling run with that model.",
                 ),
             ],
         )
@@ -155,7 +170,17 @@ class InstructionLocator(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, clip, instruction: str, branches: str, layers: str) -> io.NodeOutput:
-        recording, store = locate(model, end_token_position(clip, instruction), branches, layers)
+        family = instruction_family(model)
+        if family is None:
+            recording, store = locate(model, end_token_position(clip, instruction), branches, layers)
+        else:
+            branches = BRANCH_OPTIONS.key("branches", branches)
+            if branches != DIT_BRANCH:
+                raise ValueError(
+                    f"branches {branches!r}: a {family.name} model reads the instruction only in its positive "
+                    f"branch (the negative prompt holds none of its tokens); set branches to {DIT_BRANCH!r}"
+                )
+            recording, store = locate_on_dit(model, family, clip, instruction)
         return io.NodeOutput(show_attention_on_node(recording, store), store)
 
 
@@ -180,9 +205,6 @@ def locate(model: ModelPatcher, end_position: int, branches: str, layers: str) -
     return patched, store
 
 
-LATENT_TO_IMAGE = 8
-
-
 RULES: dict[str, int | None] = {"released": RELEASED_THRESHOLD, "paper": PAPER_THRESHOLD, "custom": None}
 
 
@@ -201,7 +223,8 @@ def start_end_maps(store: AttentionStore) -> tuple[torch.Tensor, torch.Tensor]:
     if not store.layers or START_TOKEN not in store.words or END_TOKEN not in store.words:
         raise ValueError(
             "attention: nothing was recorded. Sample with the MODEL output of Instruction Locator (through "
-            "Fused Instruct Guider or DualCFGGuider) and connect that sampler's LATENT output to this node"
+            "Fused Instruct Guider or DualCFGGuider for InstructPix2Pix, any sampler for a DiT) and connect that "
+            "sampler's LATENT output to this node"
         )
     grid = max((entry.grid for entry in store.layers.values()), key=lambda g: g[0] * g[1])
     maps = store.token_maps([store.words[START_TOKEN], store.words[END_TOKEN]], grid)
@@ -225,7 +248,7 @@ class EditRegionFromAttention(io.ComfyNode):
                 io.Latent.Input(
                     "latent",
                     tooltip="The latent sampled with the locator's model: orders this node after sampling and gives "
-                    "the image size (8 pixels per latent pixel).",
+                    "the image size (8 pixels per latent pixel, 16 for Flux.2).",
                 ),
                 io.Combo.Input(
                     "rule",
@@ -261,7 +284,8 @@ class EditRegionFromAttention(io.ComfyNode):
                 f"latent has {samples.shape[0]} images but the attention was recorded for {bos.shape[0]}: connect "
                 "the LATENT of the sampler that used the locator's model"
             )
-        size = (samples.shape[-2] * LATENT_TO_IMAGE, samples.shape[-1] * LATENT_TO_IMAGE)
+        scale = latent_to_image(samples)
+        size = (samples.shape[-2] * scale, samples.shape[-1] * scale)
         difference = attention_difference(bos, eos, size)
         limit = RULES[rule] if RULES[rule] is not None else threshold
         mask = edit_region(difference, limit)
