@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 LAB_DIR = Path(__file__).resolve().parent
-# The files whose text decides what a trained model holds.
+# The files whose text decides what a trained model holds (the part-1 models'; a model may name its own).
 SOURCE_FILES = ("world.py", "models/text_encoder.py", "models/unet.py", "models/cell_latent.py", "train.py")
 
 
@@ -26,10 +26,10 @@ def cache_dir() -> Path:
     return LAB_DIR.parent / ".cache" / "lab"
 
 
-def model_key(name: str, config: dict[str, Any]) -> str:
+def model_key(name: str, config: dict[str, Any], source_files: tuple[str, ...] = SOURCE_FILES) -> str:
     """``<name>-<12 hex digits>``: sha256 of the source files, the JSON config (its seed included) and the name."""
     digest = hashlib.sha256(name.encode())
-    for relative in SOURCE_FILES:
+    for relative in source_files:
         digest.update(relative.encode())
         digest.update((LAB_DIR / relative).read_bytes())
     digest.update(json.dumps(config, sort_keys=True).encode())
@@ -37,10 +37,14 @@ def model_key(name: str, config: dict[str, Any]) -> str:
 
 
 def cached_state_dict(
-    name: str, config: dict[str, Any], build: Callable[[], dict[str, torch.Tensor]]
+    name: str,
+    config: dict[str, Any],
+    build: Callable[[], dict[str, torch.Tensor]],
+    source_files: tuple[str, ...] = SOURCE_FILES,
 ) -> dict[str, torch.Tensor]:
-    """Load ``<key>.safetensors`` from the cache, or ``build`` it, save it atomically and return it."""
-    path = cache_dir() / f"{model_key(name, config)}.safetensors"
+    """Load ``<key>.safetensors`` from the cache, or ``build`` it, save it atomically and return it; the key hashes
+    ``source_files`` (paths under ``lab/``)."""
+    path = cache_dir() / f"{model_key(name, config, source_files)}.safetensors"
     if path.is_file():
         return load_file(str(path))
     state = {key: value.detach().contiguous().cpu() for key, value in build().items()}

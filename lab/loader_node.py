@@ -1,7 +1,9 @@
-"""``PreciseEditLab_Loader``: the lab's trained models as ComfyUI's MODEL, CLIP and VAE (lab only, never in the pack).
+"""``PreciseEditLab_Loader`` and ``PreciseEditLab_InstructLoader``: the lab's trained models as ComfyUI's MODEL, CLIP
+and VAE (lab only, never in the pack).
 
-ComfyUI's model detection does not know models this small, so they load through this node: the UNet, the text
-encoder and the cell VAE come from ``.cache/lab/`` (trained there on first use, see ``lab.train``).
+ComfyUI's model detection does not know models this small, so they load through these nodes: the text-to-image
+UNet (or the InstructPix2Pix-style instruction UNet), the text encoder and the cell VAE come from ``.cache/lab/``
+(trained there on first use, see ``lab.train`` and ``lab.train_instruction``).
 """
 
 from __future__ import annotations
@@ -9,20 +11,37 @@ from __future__ import annotations
 from typing import Any
 
 NODE_ID = "PreciseEditLab_Loader"
+INSTRUCT_NODE_ID = "PreciseEditLab_InstructLoader"
 
 
-def load_lab_models(embedding_directory: str | None = None) -> tuple[Any, Any, Any]:
-    """(MODEL, CLIP, VAE) of the lab: trained UNet, random contextual CLIP and cell VAE."""
+def _clip_and_vae(embedding_directory: str | None) -> tuple[Any, Any]:
+    """The lab's random contextual CLIP and the cell VAE."""
     import comfy.sd
 
     from harness.tiny_models import cell_vae
     from lab import train
-    from lab.models import text_encoder, unet
+    from lab.models import text_encoder
 
     clip = text_encoder.build_clip(train.text_encoder_state(), embedding_directory)
-    model = unet.model_patcher(train.unet_state(clip))
-    vae = comfy.sd.VAE(sd=cell_vae().state_dict())
-    return model, clip, vae
+    return clip, comfy.sd.VAE(sd=cell_vae().state_dict())
+
+
+def load_lab_models(embedding_directory: str | None = None) -> tuple[Any, Any, Any]:
+    """(MODEL, CLIP, VAE) of the lab: trained UNet, random contextual CLIP and cell VAE."""
+    from lab import train
+    from lab.models import unet
+
+    clip, vae = _clip_and_vae(embedding_directory)
+    return unet.model_patcher(train.unet_state(clip)), clip, vae
+
+
+def load_instruction_models(embedding_directory: str | None = None) -> tuple[Any, Any, Any]:
+    """(MODEL, CLIP, VAE) for instruction editing: the trained 8-channel instruction UNet, the same CLIP and VAE."""
+    from lab import train_instruction
+    from lab.models import instruction_unet
+
+    clip, vae = _clip_and_vae(embedding_directory)
+    return instruction_unet.model_patcher(train_instruction.instruction_unet_state(clip)), clip, vae
 
 
 class LabLoader:
@@ -47,5 +66,23 @@ class LabLoader:
         return load_lab_models(folder_paths.get_folder_paths("embeddings")[0])
 
 
-NODE_CLASS_MAPPINGS = {NODE_ID: LabLoader}
-NODE_DISPLAY_NAME_MAPPINGS = {NODE_ID: "Lab Loader (toy world)"}
+class LabInstructLoader(LabLoader):
+    """The instruction model's loader: LabLoader's sockets, the InstructPix2Pix-style UNet as MODEL."""
+
+    DESCRIPTION = (
+        "The lab's toy-world instruction models: an InstructPix2Pix-style UNet (8 input channels: noisy latent + "
+        "source image latent; v-prediction served as ε) trained on the world's change/add/remove edits, the tiny "
+        "contextual CLIP and the 8×8 cell VAE. Trained and cached under .cache/lab/."
+    )
+
+    def load(self) -> tuple[Any, Any, Any]:
+        import folder_paths
+
+        return load_instruction_models(folder_paths.get_folder_paths("embeddings")[0])
+
+
+NODE_CLASS_MAPPINGS = {NODE_ID: LabLoader, INSTRUCT_NODE_ID: LabInstructLoader}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    NODE_ID: "Lab Loader (toy world)",
+    INSTRUCT_NODE_ID: "Lab Instruction Loader (toy world)",
+}
