@@ -51,7 +51,7 @@ def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _claims() -> list[tuple[str, Callable[[], Any], Callable[[Any], list[Check]], Callable[[Any, Path], list[Path]]]]:
-    from lab.claims import attention_mask, caption_accuracy, null_text_inversion, prompt_to_prompt
+    from lab.claims import attention_mask, caption_accuracy, null_text_inversion, prompt_to_prompt, zone_local_edit
 
     def caption_images(result: Any, out: Path) -> list[Path]:
         panels = [(caption.replace(" and ", " + ")[:40], image) for caption, image in result.examples]
@@ -84,11 +84,28 @@ def _claims() -> list[tuple[str, Callable[[], Any], Callable[[Any], list[Check]]
         panels = [*ex.items(), ("difference (edit)", difference(ex["null-text reconstruction"], ex["p2p edit"]))]
         return [save_strip(out / "null_text_inversion.png", panels)]
 
+    def zone_images(result: Any, out: Path) -> list[Path]:
+        paths = []
+        for example in result.examples:
+            panels = [
+                (example["instruction"], example["source"]),
+                ("instruction model", example["edited"]),
+                ("true region", example["truth"]),
+                ("M_b (attention)", example["attention rough"]),
+                ("M_b (difference)", example["difference rough"]),
+                ("final mask (difference)", example["difference final"]),
+                ("composite (difference)", example["difference composite"]),
+                ("difference", difference(example["source"], example["difference composite"])),
+            ]
+            paths.append(save_strip(out / f"zone_{example['instruction'].split()[0]}.png", panels))
+        return paths
+
     return [
         ("caption accuracy", caption_accuracy.measure, caption_accuracy.checks, caption_images),
         ("attention → mask", attention_mask.measure, attention_mask.checks, attention_images),
         ("prompt-to-prompt", prompt_to_prompt.measure, prompt_to_prompt.checks, p2p_images),
         ("null-text inversion", null_text_inversion.measure, null_text_inversion.checks, nti_images),
+        ("ZONE local edit", zone_local_edit.measure, zone_local_edit.checks, zone_images),
     ]
 
 
@@ -108,11 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     chosen = {name.strip() for name in args.claims.split(",") if name.strip()}
     torch.set_num_threads(args.threads)
-    from lab import runtime, train
+    from lab import runtime, train, train_instruction
 
     out = args.out.resolve()
     start = time.perf_counter()
     train.main(["--threads", str(args.threads)])
+    train_instruction.main(["--threads", str(args.threads)])
     trained = time.perf_counter() - start
     rows: list[Check] = []
     images: list[Path] = []

@@ -140,7 +140,31 @@ def claim_graphs(write_inputs: bool = False) -> dict[str, graphs.Graph]:
     for key, node in nodes.items():
         _save(graph, [node, 0], f"nti_{key}")
     result["lab_null_text_inversion"] = graph
+    result["lab_zone_local_edit"] = zone_graph(write_inputs)
     return result
+
+
+def zone_graph(write_inputs: bool) -> graphs.Graph:
+    """ZONE's local edit of the first edit its claim measures, with its images and masks saved."""
+    from lab import instruction_world
+    from lab.claims import zone_local_edit
+
+    seed = zone_local_edit.EDIT_SEED
+    sample = instruction_world.edit(seed, instruction_world.ACTIONS[0])
+    stem = f"lab_zone_{seed}"
+    if write_inputs:
+        INPUT.mkdir(exist_ok=True)
+        zone_local_edit.write_inputs(sample, INPUT, stem)
+    graph, nodes = zone_local_edit.edit_graph(sample.instruction, seed, *zone_local_edit.input_names(stem))
+    _save(graph, [nodes["edited"], 0], "zone_instruction_model")
+    for route in zone_local_edit.ROUTES:
+        _save(graph, [nodes[f"{route} composite"], 1], f"zone_{route}_composite")
+        for name, mask in (
+            ("rough_mask", [nodes[f"{route} rough"], 0]),
+            ("final_mask", [nodes[f"{route} composite"], 0]),
+        ):
+            _save(graph, [graph.add("MaskToImage", mask=mask), 0], f"zone_{route}_{name}")
+    return graph
 
 
 def main() -> None:
