@@ -82,6 +82,22 @@ def recorder(target: str = "positive", sigma_range: tuple[float, float] = (1e9, 
     return Recorder(StepRange(*sigma_range), PromptTarget(role=target))
 
 
+def token_mask(words: tuple[int, ...], mask, context_length: int = POSITIVE_TOKENS):
+    """A Token Mask effect confining the key columns ``words`` to ``mask`` in the positive prompt at every step."""
+    from precise_edit.nodes.attention.attention_effect import PromptTarget, StepRange
+    from precise_edit.nodes.attention.token_mask_effect import TokenMask
+
+    return TokenMask(
+        tokens=words,
+        context_length=context_length,
+        mask=mask,
+        strength=1.0,
+        renormalize=False,
+        steps=StepRange(1e9, 0.0),
+        target=PromptTarget(role="positive"),
+    )
+
+
 class SpyOverride:
     """Another pack's ``optimized_attention_override``: records q, k and the call's layout, then runs the kernel."""
 

@@ -12,6 +12,7 @@ from dit_helpers import (
     install_override,
     recorder,
     sample,
+    token_mask,
 )
 
 FAMILIES = list(STAND_INS)
@@ -25,21 +26,6 @@ def patched_with(model, *effects):
     for effect in effects:
         model = add_dit_attention_effect(model, effect, blocks)
     return model
-
-
-def token_mask(words: tuple[int, ...], mask: torch.Tensor, context_length: int = POSITIVE_TOKENS):
-    from precise_edit.nodes.attention.attention_effect import PromptTarget, StepRange
-    from precise_edit.nodes.attention.token_mask_effect import TokenMask
-
-    return TokenMask(
-        tokens=words,
-        context_length=context_length,
-        mask=mask,
-        strength=1.0,
-        renormalize=False,
-        steps=StepRange(1e9, 0.0),
-        target=PromptTarget(role="positive"),
-    )
 
 
 def calls_of_length(spy: SpyOverride, tokens: int) -> list[dict]:

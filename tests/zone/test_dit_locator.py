@@ -11,7 +11,15 @@ instruction at the start of 256 tokens.
 
 import pytest
 import torch
-from dit_helpers import GRID, STAND_INS, SpyOverride, explicit_image_text, install_override, stand_in_clip
+from dit_helpers import (
+    GRID,
+    STAND_INS,
+    SpyOverride,
+    explicit_image_text,
+    install_override,
+    stand_in_clip,
+    token_mask,
+)
 
 INSTRUCTION = "make the hat blue"
 IMAGE_HW = (48, 80)
@@ -142,21 +150,6 @@ def test_the_locator_records_the_instructions_columns_on_the_target_tokens_only(
         probs = torch.stack(steps).mean(0).mean(1)
         expected = torch.stack([probs.sum(-1) - probs[..., instruction].sum(-1), probs[..., instruction].sum(-1)], -1)
         torch.testing.assert_close(entry.mean, expected, rtol=1e-4, atol=1e-6, msg=name)
-
-
-def token_mask(columns: tuple[int, ...], mask: torch.Tensor, text: int):
-    from precise_edit.nodes.attention.attention_effect import PromptTarget, StepRange
-    from precise_edit.nodes.attention.token_mask_effect import TokenMask
-
-    return TokenMask(
-        tokens=columns,
-        context_length=text,
-        mask=mask,
-        strength=1.0,
-        renormalize=False,
-        steps=StepRange(1e9, 0.0),
-        target=PromptTarget(role="positive"),
-    )
 
 
 def confined(model, instruction: slice, text: int, region: torch.Tensor):
