@@ -9,6 +9,7 @@ PreciseEdit_PromptToPromptEdit: edit an inverted real image by changing its prom
 
 import torch
 
+from ..attention.dit_layers import dit_family_or_unet
 from ..common.comfy_node_api import io
 from ..common.option_keys import Option, OptionKeys
 from ..common.socket_types import IdentityType, InvertedLatent
@@ -255,13 +256,23 @@ class PromptToPromptEdit(io.ComfyNode):
                 "Edits the image of a Null-Text Inversion by replaying guided DDIM from its noise with the source and "
                 "the target prompt in one batch, the target's cross-attention maps taken from the source's "
                 "(prompt-to-prompt: word replacement, refinement, re-weighting, self-attention injection and local "
-                "blending). With an S2Edit identity, the identity token's attention stays inside its object mask in "
+                "blending). On a DiT (Flux.1/Kontext, Flux.2, Qwen-Image, SD3; inverted as a flow model) the target's "
+                "image-to-text attention in every joint-attention block is taken from the source's. With an S2Edit "
+                "identity, the identity token's attention stays inside its object mask in "
                 "both prompts, as in the inversion. Refuses a source prompt other than the one the inversion was made "
                 "under."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="The model the inversion was made with (with the identity's LoRA)."),
-                io.Clip.Input("clip", tooltip="The CLIP that encodes and tokenizes both prompts (and embeddings)."),
+                io.Model.Input(
+                    "model",
+                    tooltip="The model the inversion was made with (with the identity's LoRA): an SD1.x/SDXL UNet or "
+                    "a Flux.1/Kontext, Flux.2, Qwen-Image or SD3 DiT.",
+                ),
+                io.Clip.Input(
+                    "clip",
+                    tooltip="The CLIP / text encoder that encodes and tokenizes both prompts (CLIP, T5, Qwen2.5-VL; "
+                    "embeddings too).",
+                ),
                 InvertedLatent.Input("inversion", tooltip="From Null-Text Inversion of the source image."),
                 io.String.Input(
                     "source_text",
@@ -308,7 +319,8 @@ class PromptToPromptEdit(io.ComfyNode):
                     step=0.01,
                     tooltip="Fraction of the steps whose self-attention comes from the source, in the layers with "
                     "at most 1/4 of the finest attention grid's tokens (SD1.x: 32², 16², 8² at 512 px; SDXL: its 32² "
-                    "layers at 1024 px). 0.5 as in the P2P examples; PIE-Bench uses 0.6.",
+                    "layers at 1024 px). 0.5 as in the P2P examples; PIE-Bench uses 0.6. DiTs: 0 (their image tokens "
+                    "attend to each other inside the joint attention, which is not replaced).",
                 ),
                 io.String.Input(
                     "word_weights",
@@ -391,6 +403,7 @@ class PromptToPromptEdit(io.ComfyNode):
             blend_words=blend_words,
             blend_threshold=blend_threshold,
             identity=identity,
+            dit=dit_family_or_unet(model),
         )
         check_plan_fits_inversion(plan, inversion, source_text)
         samples, mask = replay(model, plan, inversion)

@@ -9,7 +9,10 @@ and the words' own windows), the self-replace steps, the local-blend words and t
 so the source row stays the reconstruction), the capture of the blend layers' probabilities (before any edit, as
 the official ``AttentionStore`` records them) and the cross-batch edit (one per run of steps that share an alpha
 row); and the self-attention replacement. Only [I] is masked: a compositional identity's [A] was masked by the
-reference image's mask, which says nothing about the source image. ``replay`` runs
+reference image's mask, which says nothing about the source image. On a DiT (``edit_attention_sites``) the same
+effects go on every joint-attention block, acting on the target image's queries × the text keys (T5 or Qwen tokens
+as the connected text encoder's tokenizer numbers them); self-attention replacement and the identity's mask are
+refused there. ``replay`` runs
 ``core.s2edit.prompt_to_prompt_sampling`` from the inversion's noise with its per-step null-text embeddings at its
 guidance, blending after each step when asked.
 """
@@ -37,17 +40,19 @@ from ...core.s2edit.prompt_to_prompt import (
 from ...core.s2edit.prompt_to_prompt_sampling import prompt_to_prompt_sample
 from ..attention.attention_capture import AttentionCapture
 from ..attention.attention_effect import PromptTarget, StepRange
-from ..attention.cross_attention_patch import CrossAttentionLayer, add_cross_attention_effect, cross_attention_layers
+from ..attention.cross_attention_patch import CrossAttentionLayer
+from ..attention.dit_layers import DiTFamily
 from ..attention.prompt_batch_edit import PromptBatchEdit
-from ..attention.prompt_tokens import locate_words, parse_words
+from ..attention.prompt_tokens import WordPositions, left_padded, locate_dit_words, locate_words, parse_words
 from ..attention.self_attention_patch import add_self_attention_replace, self_replace_layers
 from ..attention.word_attention_inputs import tag_conditioning
 from ..common.prepared_model import GuiderNoisePredictor, cross_attention_of, run_prepared
+from .edit_attention_sites import EditSites, edit_sites
 from .identity import Identity
 from .identity_token_mask import IdentityTokenMask, identity_token_mask
 from .inversion import Inversion, check_conditioning, with_inverted_prompt_masks
 from .inverted_prompt import check_inverted_prompt
-from .prompt_to_prompt_tokens import PromptTokens, choose_controller, prompt_tokens, token_mapping
+from .prompt_to_prompt_tokens import PromptTokens, choose_controller, dit_prompt_tokens, prompt_tokens, token_mapping
 from .prompt_to_prompt_windows import word_windows
 
 BLEND_STRIDE = 32
@@ -94,23 +99,34 @@ def batched_conditioning(clip, source: str, target: str, tag: str) -> list:
     return tag_conditioning([[torch.cat([source_embedding, target_embedding]), options]], tag)
 
 
-def _word_positions(clip, text: str, word: str, name: str) -> list[int]:
+Locate = Callable[[object, str, str], WordPositions]
+"""``locate(clip, prompt, words)``: the words' positions among the tokens the model attends to."""
+
+
+def word_locator(dit: DiTFamily | None) -> Locate:
+    """``locate_words`` for a UNet's CLIP chunks; on a DiT, its text sequence, left-padded as its model pads it."""
+    if dit is None:
+        return locate_words
+    return lambda clip, text, words: left_padded(locate_dit_words(clip, text, words), dit.padded_text)
+
+
+def _word_positions(locate: Locate, clip, text: str, word: str, name: str) -> list[int]:
     try:
-        return locate_words(clip, text, word).all_positions
+        return locate(clip, text, word).all_positions
     except ValueError as error:
         raise ValueError(f"{name}: {error}") from None
 
 
-def _find_word(clip, text: str, word: str) -> tuple[list[int], str]:
+def _find_word(locate: Locate, clip, text: str, word: str) -> tuple[list[int], str]:
     """The word's positions in the prompt, or no positions and the reason."""
     try:
-        return locate_words(clip, text, word).all_positions, ""
+        return locate(clip, text, word).all_positions, ""
     except ValueError as error:
         return [], str(error)
 
 
 def _blend_plan(
-    clip, source: PromptTokens, target: PromptTokens, *, words: str, threshold: float, steps: int
+    clip, source: PromptTokens, target: PromptTokens, *, words: str, threshold: float, steps: int, locate: Locate
 ) -> LocalBlendPlan | None:
     """Blend words are looked up in both prompts ("cat, tiger" for cat → tiger); each must be in one at least."""
     if not words.strip():
@@ -120,8 +136,8 @@ def _blend_plan(
     source_positions: set[int] = set()
     target_positions: set[int] = set()
     for word in parse_words(words):
-        in_source, source_error = _find_word(clip, source.text, word)
-        in_target, target_error = _find_word(clip, target.text, word)
+        in_source, source_error = _find_word(locate, clip, source.text, word)
+        in_target, target_error = _find_word(locate, clip, target.text, word)
         if not in_source and not in_target:
             raise ValueError(f"blend_words: in the source prompt, {source_error}; in the target prompt, {target_error}")
         source_positions.update(in_source)
@@ -145,8 +161,15 @@ def plan_edit(
     blend_words: str,
     blend_threshold: float,
     identity: Identity | None,
+    dit: DiTFamily | None = None,
 ) -> EditPlan:
-    """Validate the node's inputs and work out everything the patched replay needs."""
+    """Validate the node's inputs and work out everything the patched replay needs; ``dit``: the model's DiT family
+    (None for a UNet), whose text sequence the word positions index."""
+    if identity is not None and dit is not None:
+        raise ValueError(
+            f"identity: S2Edit identities are trained on SD1.x/SDXL UNets; this model is a {dit.name} DiT: edit "
+            "without the identity"
+        )
     if identity is not None:
         first = identity.tokens[0].placeholder
         if first not in target_text:
@@ -154,17 +177,24 @@ def plan_edit(
         source_text, target_text = identity.expand(source_text), identity.expand(target_text)
         word_cross_replace, word_weights = identity.expand(word_cross_replace), identity.expand(word_weights)
         blend_words = identity.expand(blend_words)
-    source = prompt_tokens(clip, source_text, "source_text")
-    target = prompt_tokens(clip, target_text, "target_text")
+    if dit is None:
+        source = prompt_tokens(clip, source_text, "source_text")
+        target = prompt_tokens(clip, target_text, "target_text")
+    else:
+        source = dit_prompt_tokens(clip, source_text, "source_text", dit.padded_text)
+        target = dit_prompt_tokens(clip, target_text, "target_text", dit.padded_text)
+    locate = word_locator(dit)
     kind = choose_controller(source, target, controller)
     mapper, alphas = token_mapping(source, target, kind)
     weights = parse_word_weights(word_weights)
-    positions = {p: w for word, w in weights.items() for p in _word_positions(clip, target_text, word, "word_weights")}
+    positions = {
+        p: w for word, w in weights.items() for p in _word_positions(locate, clip, target_text, word, "word_weights")
+    }
     cross_alpha = cross_replace_alpha(
-        steps, target.length, cross_replace, word_windows(clip, target_text, word_cross_replace)
+        steps, target.length, cross_replace, word_windows(clip, target_text, word_cross_replace, locate)
     )
     self_steps = self_replace_steps(steps, self_replace)
-    blend = _blend_plan(clip, source, target, words=blend_words, threshold=blend_threshold, steps=steps)
+    blend = _blend_plan(clip, source, target, words=blend_words, threshold=blend_threshold, steps=steps, locate=locate)
     row_masks = (identity_token_mask(clip, identity, source_text, "source_text"),) + (
         identity_token_mask(clip, identity, target_text, "target_text"),
     )
@@ -212,23 +242,40 @@ def blend_layers(layers: list[CrossAttentionLayer]) -> list[CrossAttentionLayer]
     return [layer for layer in layers if layer.image_stride == stride]
 
 
+def check_joint_plan(plan: EditPlan, inversion: Inversion) -> None:
+    """Refuse what a DiT's joint attention cannot do: self-attention replacement and the identity's UNet mask."""
+    if plan.self_steps:
+        raise ValueError(
+            "self_replace: a DiT's image tokens attend to each other inside its joint attention, whose image-to-image "
+            "part this edit does not replace; set self_replace to 0 (the cross-attention edit still keeps the "
+            "source's layout)"
+        )
+    if inversion.prompt.identity_mask is not None:
+        raise ValueError(
+            "identity: S2Edit identities are trained on SD1.x/SDXL UNets and their mask acts on UNet "
+            "cross-attention; this model is a DiT: edit without the identity"
+        )
+
+
 def patch_model(model: ModelPatcher, plan: EditPlan, inversion: Inversion) -> tuple[ModelPatcher, AttentionStore]:
     """A clone of ``model`` with the plan's attention edits; the store receives the blend layers' maps."""
-    layers = cross_attention_layers(model)
+    sites: EditSites = edit_sites(model)
+    if sites.joint:
+        check_joint_plan(plan, inversion)
     sigmas = inversion.schedule.sampling_sigmas()
     every_step = StepRange.from_steps(sigmas, range(inversion.schedule.steps))
     store = AttentionStore()
     patched = with_inverted_prompt_masks(model.clone(), inversion.prompt)
     for row, identity in plan.identity_masks:
-        patched = add_cross_attention_effect(patched, identity.effect(plan.target, 2, row), layers)
+        patched = sites.add(patched, identity.effect(plan.target, 2, row))
     if plan.blend is not None:
         capture = AttentionCapture(
             store=store, context_length=plan.context_length, heads=None, steps=every_step, target=plan.target
         )
-        patched = add_cross_attention_effect(patched, capture, blend_layers(layers))
+        patched = sites.add(patched, capture, None if sites.joint else blend_layers(list(sites.layers)))
     for steps, columns in alpha_runs(plan.cross_alpha):
         edit = PromptBatchEdit(replace(plan.edit, columns=columns), StepRange.from_steps(sigmas, steps), plan.target)
-        patched = add_cross_attention_effect(patched, edit, layers)
+        patched = sites.add(patched, edit)
     if plan.self_steps:
         self_layers = self_replace_layers(model, tuple(inversion.noise.shape[-2:]))
         patched = add_self_attention_replace(

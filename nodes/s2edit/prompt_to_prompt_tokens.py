@@ -4,6 +4,13 @@ between them (``core.s2edit.token_alignment``).
 Words are the prompt's space-separated pieces (as in the official code's ``prompt.split(" ")``). Each word is
 tokenized on its own with the same tokenizer (embeddings included), and the words' tokens must add up to the
 prompt's: then the word spans are known exactly, whatever the prompt weighting syntax inside one word.
+
+On a DiT the tokens are the sequence its text encoder hands to the joint attention (``prompt_tokens.dit_text_parts``:
+T5 for Flux, CLIP-L/G then T5 for SD3, Qwen2.5 without the template's system prompt for Qwen-Image, Flux.2's encoder
+left-padded to the model's text length). Each encoder's part holds the words once, in order, each spelled as the
+tokenizer splits it alone or with a leading space (BPE tokenizers); tokens after the last word (a template's end) count
+as special tokens. A multi-part prompt lists its words once per part, so a replacement pairs a word's tokens within
+each encoder's part.
 """
 
 from collections.abc import Hashable
@@ -15,7 +22,7 @@ from comfy.sd1_clip import SDTokenizer
 
 from ...core.attention.word_tokens import Token
 from ...core.s2edit.token_alignment import refinement_mapper, replacement_mapper
-from ..attention.prompt_tokens import clip_tokenizer, describe_tokens
+from ..attention.prompt_tokens import TextPart, clip_tokenizer, describe_tokens, dit_text_parts, prompt_token_chunks
 
 REPLACE = "replace"
 REFINE = "refine"
@@ -77,6 +84,67 @@ def prompt_tokens(clip: CLIP, text: str, name: str) -> PromptTokens:
         words=tuple(words),
         word_positions=tuple(positions),
         specials=tuple(specials),
+    )
+
+
+def _word_alone(tokenizer: SDTokenizer, spelling: str) -> list[Token]:
+    return [t for chunk in prompt_token_chunks(tokenizer, spelling) for t in chunk if not _is_special(tokenizer, t)]
+
+
+def _same(first: list[Token], second: list[Token]) -> bool:
+    return len(first) == len(second) and all(
+        a == b if isinstance(a, int) and isinstance(b, int) else torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+        for a, b in zip(first, second, strict=True)
+    )
+
+
+def _part_words(part: TextPart, words: list[str], name: str) -> tuple[list[tuple[int, ...]], list[int]]:
+    """Each word's positions in one encoder's part, and the part's special positions (template ends included)."""
+    tokenizer, tokens = part.tokenizer, part.tokens
+    specials = [i for i, token in enumerate(tokens) if _is_special(tokenizer, token)]
+    ordinary = [i for i, token in enumerate(tokens) if not _is_special(tokenizer, token)]
+    positions: list[tuple[int, ...]] = []
+    cursor = 0
+    for word in words:
+        ahead = [tokens[i] for i in ordinary[cursor:]]
+        spelled = None
+        for spelling in (word, " " + word):
+            expected = _word_alone(tokenizer, spelling)
+            if expected and _same(ahead[: len(expected)], expected):
+                spelled = len(expected)
+                break
+        if spelled is None:
+            raise ValueError(
+                f"{name}: the word {word!r} is not where the prompt's tokens put it; write weights per word, e.g. "
+                "'(red:1.2) (hat:1.2)' rather than '(red hat:1.2)'"
+            )
+        positions.append(tuple(ordinary[cursor : cursor + spelled]))
+        cursor += spelled
+    return positions, sorted(specials + ordinary[cursor:])
+
+
+def dit_prompt_tokens(clip: CLIP, text: str, name: str, padded_text: int = 0) -> PromptTokens:
+    """The prompt ``text`` (input ``name``) as the tokens a DiT attends to, left-padded to ``padded_text``."""
+    if not text.strip():
+        raise ValueError(f"{name}: the prompt is empty")
+    words = text.split()
+    tokens: list[Token] = []
+    positions: list[tuple[int, ...]] = []
+    specials: list[int] = []
+    parts = dit_text_parts(clip, text)
+    for part in parts:
+        offset = len(tokens)
+        part_positions, part_specials = _part_words(part, words, name)
+        positions += [tuple(offset + p for p in word) for word in part_positions]
+        specials += [offset + p for p in part_specials]
+        tokens += part.tokens
+    pad = max(0, padded_text - len(tokens))
+    return PromptTokens(
+        text=text,
+        tokens=tuple([parts[0].tokenizer.pad_token] * pad + tokens),
+        words=tuple(words * len(parts)),
+        word_positions=tuple(tuple(pad + p for p in word) for word in positions),
+        specials=tuple(range(pad)) + tuple(pad + p for p in specials),
     )
 
 

@@ -6,10 +6,12 @@ other token keeps the ``cross_replace`` window. Words are looked up in the targe
 tokenizer (a phrase or an ``embedding:name`` works as in ``word_weights``).
 """
 
+from collections.abc import Callable
+
 from comfy.sd import CLIP
 
 from ...core.s2edit.prompt_to_prompt import Window, word_entries
-from ..attention.prompt_tokens import locate_words
+from ..attention.prompt_tokens import WordPositions, locate_words
 
 INPUT = "word_cross_replace"
 SYNTAX = '"word: end" or "word: start-end", comma-separated, e.g. "smile: 0.4, red hair: 0.1-0.6"'
@@ -42,12 +44,18 @@ def parse_word_windows(text: str) -> dict[str, Window]:
     return windows
 
 
-def word_windows(clip: CLIP, target_text: str, text: str) -> list[tuple[list[int], Window]]:
-    """The target prompt's token positions of each word of ``text``, with its window, in the order given."""
+def word_windows(
+    clip: CLIP,
+    target_text: str,
+    text: str,
+    locate: Callable[[CLIP, str, str], WordPositions] = locate_words,
+) -> list[tuple[list[int], Window]]:
+    """The target prompt's token positions of each word of ``text``, with its window, in the order given
+    (``locate``: how words are found among the model's text tokens)."""
     located = []
     for word, window in parse_word_windows(text).items():
         try:
-            positions = locate_words(clip, target_text, word).all_positions
+            positions = locate(clip, target_text, word).all_positions
         except ValueError as error:
             raise ValueError(f"{INPUT}: in the target prompt, {error}") from None
         located.append((positions, window))
