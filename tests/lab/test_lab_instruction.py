@@ -107,3 +107,15 @@ def test_zone_graph_runs_unchanged_on_the_instruction_model(lab_comfy: ComfyDirs
         final, composite = out[nodes[f"{route} composite"]]
         outside = final[0] < 0.5
         assert torch.equal(composite[0][outside], source[0][outside]), route
+
+
+def test_training_runs_inside_inference_mode(comfy: ComfyDirs) -> None:
+    """A ComfyUI executor runs nodes under inference mode; the loader trains there on a fresh cache."""
+    from lab import train, train_instruction
+    from lab.models import text_encoder
+
+    clip = text_encoder.build_clip(train.text_encoder_state())
+    config = {**train_instruction.TRAINING, "steps": 3, "warmup": 1, "dataset": 4, "batch": 2}
+    with torch.inference_mode():
+        state = train_instruction.train_instruction_unet(config, clip)
+    assert state["input_blocks.0.0.weight"].shape[1] == 8
