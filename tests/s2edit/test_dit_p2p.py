@@ -238,3 +238,37 @@ def test_the_prompts_tokens_are_the_t5_sequence_flux_attends_to(clip):
 def test_an_identity_is_refused_on_a_dit(flux, clip, inversion):
     with pytest.raises(ValueError, match="identity: S2Edit identities are trained on SD1.x/SDXL UNets; this model"):
         edit(flux, clip, inversion, identity=object())
+
+
+@pytest.mark.parametrize("tokenizer", ["FluxTokenizer", "SD3Tokenizer", "QwenImageTokenizer"])
+def test_words_are_found_in_each_encoders_part_and_a_word_swap_maps_token_for_token(comfy, tokenizer):
+    from dit_helpers import stand_in_clip
+
+    from precise_edit.nodes.attention.prompt_tokens import dit_text_parts
+    from precise_edit.nodes.s2edit.prompt_to_prompt_tokens import dit_prompt_tokens, token_mapping
+
+    clip = stand_in_clip(tokenizer)
+    source, target = dit_prompt_tokens(clip, SOURCE, "source_text"), dit_prompt_tokens(clip, TARGET, "target_text")
+    parts = dit_text_parts(clip, SOURCE)
+    assert source.length == sum(len(part.tokens) for part in parts) == target.length
+    assert source.words == tuple(SOURCE.split()) * len(parts)
+    offset = 0
+    for k, part in enumerate(parts):
+        cat = source.word_positions[k * len(SOURCE.split()) + SOURCE.split().index("cat")]
+        assert "cat" in "".join(part.tokenizer.inv_vocab[source.tokens[p]] for p in cat)
+        assert all(offset <= p < offset + len(part.tokens) for p in cat)
+        offset += len(part.tokens)
+    mapper, alphas = token_mapping(source, target, "replace")
+    assert alphas is None and torch.equal(mapper, torch.eye(source.length))
+
+
+def test_flux2s_left_padding_shifts_every_position(comfy):
+    from dit_helpers import stand_in_clip
+
+    from precise_edit.nodes.s2edit.prompt_to_prompt_tokens import dit_prompt_tokens
+
+    clip = stand_in_clip("FluxTokenizer")
+    plain, padded = dit_prompt_tokens(clip, SOURCE, "source_text"), dit_prompt_tokens(clip, SOURCE, "s", 512)
+    pad = 512 - plain.length
+    assert padded.length == 512 and padded.specials[:pad] == tuple(range(pad))
+    assert padded.word_positions == tuple(tuple(pad + p for p in word) for word in plain.word_positions)
