@@ -124,10 +124,13 @@ def check_conditioning(conditioning: list, name: str, model: ModelPatcher) -> No
 
 
 def check_latent(latent: dict, model: ModelPatcher) -> torch.Tensor:
-    """The single-image latent of the source, with as many channels as the model's latent space."""
+    """The single-image latent of the source, with as many channels as the model's latent space (and, for a model
+    with video latents such as Qwen-Image, one frame)."""
     samples = latent["samples"]
-    if samples.is_nested or samples.ndim != 4:
-        raise ValueError(f"latent: expected an image latent [batch, channels, height, width], got {samples.shape}")
+    video = getattr(model.model.latent_format, "latent_dimensions", 2) == 3
+    layout = "[batch, channels, 1 frame, height, width]" if video else "[batch, channels, height, width]"
+    if samples.is_nested or samples.ndim != (5 if video else 4) or (video and samples.shape[2] != 1):
+        raise ValueError(f"latent: expected an image latent {layout}, got {tuple(samples.shape)}")
     if samples.shape[0] != 1:
         raise ValueError(
             f"latent: inversion works on one image at a time, the latent batch has {samples.shape[0]}; "

@@ -27,29 +27,34 @@ EDIT_DEFAULTS = dict(
 )
 
 
-class StandInT5Encoder:
-    """What the p2p nodes use of a Flux CLIP: ``tokenizer`` (Flux's real CLIP-L + T5-XXL tokenizers), ``tokenize``
-    and ``encode_from_tokens_scheduled``; the T5 tokens' embeddings are rows of a seeded table of the stand-in DiT's
-    text width (a T5-XXL is too big for a test), the pooled output a projection of their mean."""
+class StandInTextEncoder:
+    """What the p2p nodes use of a DiT's CLIP: ``tokenizer`` (ComfyUI's real one: Flux's CLIP-L + T5-XXL, Qwen-Image's
+    Qwen2.5-VL), ``tokenize`` and ``encode_from_tokens_scheduled``. The encoder emits one embedding per token of the
+    sequence the DiT is given (``dit_text_parts``: Flux's T5 tokens, Qwen's tokens after the template ComfyUI drops),
+    each a row of a seeded table of the stand-in DiT's text width (a T5-XXL or Qwen2.5-7B is too big for a test); the
+    pooled output is a projection of their mean."""
 
-    def __init__(self, seed: int = 0) -> None:
-        from comfy.text_encoders.flux import FluxTokenizer
+    def __init__(self, tokenizer: str = "FluxTokenizer", seed: int = 0) -> None:
+        from dit_helpers import stand_in_clip
 
-        self.tokenizer = FluxTokenizer()
+        clip = stand_in_clip(tokenizer)
+        self.tokenizer, self.cond_stage_model = clip.tokenizer, clip.cond_stage_model
         generator = torch.Generator().manual_seed(seed)
         self.table = torch.randn(32128, TEXT_WIDTH, generator=generator)
         self.projection = torch.randn(TEXT_WIDTH, POOLED_WIDTH, generator=generator) / TEXT_WIDTH**0.5
 
-    def tokenize(self, text: str) -> dict:
-        return self.tokenizer.tokenize_with_weights(text)
+    def tokenize(self, text: str) -> str:
+        return text
 
-    def encode_from_tokens_scheduled(self, tokens: dict) -> list:
-        ids = torch.tensor([entry[0] for chunk in tokens["t5xxl"] for entry in chunk])
-        text = self.table[ids][None]
-        return [[text, {"pooled_output": text.mean(1) @ self.projection, "guidance": 3.5}]]
+    def encode_from_tokens_scheduled(self, text: str) -> list:
+        from precise_edit.nodes.attention.prompt_tokens import dit_text_parts
+
+        ids = torch.tensor([token for part in dit_text_parts(self, text) for token in part.tokens]) % len(self.table)
+        embedding = self.table[ids][None]
+        return [[embedding, {"pooled_output": embedding.mean(1) @ self.projection, "guidance": 3.5}]]
 
 
-def encode(clip: StandInT5Encoder, text: str) -> list:
+def encode(clip: StandInTextEncoder, text: str) -> list:
     return clip.encode_from_tokens_scheduled(clip.tokenize(text))
 
 
@@ -66,10 +71,10 @@ def flux(comfy):
 
 @pytest.fixture(scope="module")
 def clip(comfy):
-    return StandInT5Encoder()
+    return StandInTextEncoder()
 
 
-def invert(flux, clip, mode: str = "guided", guidance: float = 1.0):
+def invert(flux, clip, mode: str = "guided", guidance: float = 1.0, latent=None, steps: int = STEPS):
     from precise_edit.nodes.s2edit.nodes_edit import NullTextInversion
 
     with torch.inference_mode():
@@ -77,8 +82,8 @@ def invert(flux, clip, mode: str = "guided", guidance: float = 1.0):
             model=flux,
             positive=encode(clip, SOURCE),
             negative=encode(clip, NULL),
-            latent={"samples": source_latent()},
-            steps=STEPS,
+            latent={"samples": source_latent() if latent is None else latent},
+            steps=steps,
             guidance=guidance,
             inner_steps=0,
             epsilon=1e-5,
@@ -272,3 +277,27 @@ def test_flux2s_left_padding_shifts_every_position(comfy):
     pad = 512 - plain.length
     assert padded.length == 512 and padded.specials[:pad] == tuple(range(pad))
     assert padded.word_positions == tuple(tuple(pad + p for p in word) for word in plain.word_positions)
+
+
+def test_qwen_image_one_frame_latents_invert_with_guidance_and_take_the_edit(comfy):
+    """Qwen-Image: video-shaped latents [1, 16, 1, h, w], its real tokenizer with the template cut, CFG 2."""
+    from dataclasses import replace
+
+    from harness.tiny_dit_models import tiny_qwen_image
+
+    model, clip = tiny_qwen_image(), StandInTextEncoder("QwenImageTokenizer")
+    source = source_latent()[:, :, None]
+    inversion = invert(model, clip, guidance=2.0, latent=source, steps=8)
+    assert inversion.unet_evaluations == 2 * 8
+    error = float((reconstruct(model, clip, inversion) - source).square().mean())
+    fresh = replace(inversion, noise=torch.randn(source.shape, generator=torch.Generator().manual_seed(1)))
+    baseline = float((reconstruct(model, clip, fresh) - source).square().mean())
+    print(f"tiny Qwen-Image round trip, 8 steps, CFG 2: MSE {error:.3g}; from fresh noise {baseline:.3g}")
+    assert error < baseline / 10
+    samples, seen, edit_plan = recorded_replay(model, clip, inversion)
+    injected = [step for step, row in enumerate(edit_plan.cross_alpha) if bool(row.all())]
+    calls_per_step = len(seen) // 8
+    for i, (name, probs, _, _) in enumerate(seen):
+        if i // calls_per_step in injected:
+            torch.testing.assert_close(probs[1], probs[0], rtol=0, atol=0, msg=name)
+    assert samples.shape == (2, 16, 1, *LATENT_HW) and not torch.equal(samples[0], samples[1])
