@@ -179,3 +179,19 @@ def test_a_v_prediction_model_is_refused_naming_both_accepted_kinds(run_graph, r
     }
     with pytest.raises(PromptFailed, match=r"ε-prediction model.*or a flow model.*V_PREDICTION"):
         run_graph(prompt, outputs=["20"])
+
+
+def test_guided_mode_also_serves_epsilon_models_and_drifts_less_than_plain_ddim(run_graph, runs):
+    prompt = {
+        **base_graph(),
+        "30": inversion_node(GUIDED, model="1", steps=5, guidance=7.5),
+        "31": reconstruct_node("30", model="1"),
+        "32": inversion_node(PLAIN, model="1", steps=5, guidance=7.5),
+        "33": reconstruct_node("32", model="1"),
+    }
+    outputs = run_graph(prompt, outputs=["4", "30", "31", "33"])
+    source = outputs["4"][0]["samples"]
+    guided, plain = mse(outputs["31"][0]["samples"], source), mse(outputs["33"][0]["samples"], source)
+    print(f"ε-model (tiny SD1.5), 5 DDIM steps at w 7.5: round-trip MSE guided {guided:.3g}, plain DDIM {plain:.3g}")
+    assert not outputs["30"][0].flow and outputs["30"][0].unet_evaluations == 10
+    assert guided < plain
