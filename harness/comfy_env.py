@@ -16,6 +16,7 @@ MODEL_FOLDERS = (
     "embeddings",
     "loras",
     "diffusion_models",
+    "text_encoders",
     "clip_joint",
     "delta_mappers",
     "sams",

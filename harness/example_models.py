@@ -12,6 +12,7 @@ fit in ``models/clip_joint``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # The loaders whose first widget names a model file, with the model folder it is listed from.
@@ -22,7 +23,12 @@ MODEL_FILE_LOADERS: dict[str, str] = {
     "PreciseEdit_SAMLoader": "sams",
     "PreciseEdit_JointCLIPLoader": "clip_joint",
     "PreciseEdit_MCDMLoader": "mcdm",
+    "CLIPLoader": "text_encoders",
+    "DualCLIPLoader": "text_encoders",
+    "VAELoader": "vae",
 }
+# Loaders that name more than one file: how many of their first widgets do.
+MODEL_FILE_WIDGETS: dict[str, int] = {"DualCLIPLoader": 2}
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,67 @@ DOWNLOADS: dict[str, ModelDownload] = {
             f"{HF}/openai/clip-vit-base-patch32/resolve/main/model.safetensors",
             "OpenAI CLIP ViT-B/32, both towers (0.6 GB; published as model.safetensors: save it under this name)",
         ),
+        ModelDownload(
+            "qwen_image_edit_2509_fp8_e4m3fn.safetensors",
+            "diffusion_models",
+            f"{HF}/Comfy-Org/Qwen-Image-Edit_ComfyUI/resolve/main/split_files/diffusion_models/"
+            "qwen_image_edit_2509_fp8_e4m3fn.safetensors",
+            "Qwen-Image-Edit 2509, fp8",
+        ),
+        ModelDownload(
+            "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+            "text_encoders",
+            f"{HF}/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/text_encoders/"
+            "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+            "Qwen2.5-VL 7B, Qwen-Image's text encoder, fp8",
+        ),
+        ModelDownload(
+            "qwen_image_vae.safetensors",
+            "vae",
+            f"{HF}/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/vae/qwen_image_vae.safetensors",
+            "Qwen-Image VAE",
+        ),
+        ModelDownload(
+            "flux1-dev-kontext_fp8_scaled.safetensors",
+            "diffusion_models",
+            f"{HF}/Comfy-Org/flux1-kontext-dev_ComfyUI/resolve/main/split_files/diffusion_models/"
+            "flux1-dev-kontext_fp8_scaled.safetensors",
+            "Flux.1 Kontext dev, fp8",
+        ),
+        ModelDownload(
+            "clip_l.safetensors",
+            "text_encoders",
+            f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors",
+            "CLIP-L, Flux's first text encoder",
+        ),
+        ModelDownload(
+            "t5xxl_fp8_e4m3fn_scaled.safetensors",
+            "text_encoders",
+            f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp8_e4m3fn_scaled.safetensors",
+            "T5-XXL, Flux's second text encoder, fp8",
+        ),
+        ModelDownload(
+            "ae.safetensors",
+            "vae",
+            f"{HF}/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors",
+            "Flux VAE (published in the Lumina Image 2.0 repackage)",
+        ),
     )
 }
+
+# Published files too big to build as tiny stand-ins (ComfyUI's detection fixes their full widths): the model folders
+# the harness serves hold an empty file under each name, so that a prompt naming them passes the server's validation
+# (which reads only the folders' file lists); loading one fails. harness/ui_workflow.py's NOT_RUN says which
+# workflows they keep from running.
+NAME_ONLY: tuple[str, ...] = (
+    "qwen_image_edit_2509_fp8_e4m3fn.safetensors",
+    "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+    "qwen_image_vae.safetensors",
+    "flux1-dev-kontext_fp8_scaled.safetensors",
+    "clip_l.safetensors",
+    "t5xxl_fp8_e4m3fn_scaled.safetensors",
+    "ae.safetensors",
+)
 
 # Files a workflow names that no one publishes: the pack's own trainers write them (the workflow's note says how).
 MADE_BY_THE_PACK: dict[str, str] = {
@@ -92,14 +157,25 @@ MADE_BY_THE_PACK: dict[str, str] = {
 }
 
 
+def write_name_only_files(models_dir: Path) -> None:
+    """An empty file under each ``NAME_ONLY`` name in its model folder of ``models_dir`` (kept if one is there)."""
+    for name in NAME_ONLY:
+        path = models_dir / DOWNLOADS[name].directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+
+
 def model_files(workflow: dict[str, Any]) -> list[tuple[dict[str, Any], str, str]]:
-    """``(node, file name, model folder)`` for every loader node of the workflow that names a model file."""
+    """``(node, file name, model folder)`` for every model file a loader node of the workflow names."""
     found = []
     for node in workflow.get("nodes", []):
         folder = MODEL_FILE_LOADERS.get(node.get("type", ""))
         values = node.get("widgets_values")
-        if folder and isinstance(values, list) and values and isinstance(values[0], str):
-            found.append((node, values[0], folder))
+        if not folder or not isinstance(values, list):
+            continue
+        for value in values[: MODEL_FILE_WIDGETS.get(node["type"], 1)]:
+            if isinstance(value, str):
+                found.append((node, value, folder))
     return found
 
 
@@ -107,14 +183,17 @@ def add_download_entries(workflow: dict[str, Any]) -> None:
     """Put each named file's download entry on its loader node (``properties.models``) and in the workflow's
     top-level ``models`` list, replacing the entries there."""
     entries: dict[str, dict[str, str]] = {}
+    on_node: dict[int, list[dict[str, str]]] = {}
     for node, name, _ in model_files(workflow):
         properties = node.setdefault("properties", {})
+        properties.pop("models", None)
         download = DOWNLOADS.get(name)
-        if download is None:
-            properties.pop("models", None)
-            continue
-        properties["models"] = [download.entry()]
-        entries[name] = download.entry()
+        if download is not None:
+            on_node.setdefault(node["id"], []).append(download.entry())
+            entries[name] = download.entry()
+    for node, _, _ in model_files(workflow):
+        if node["id"] in on_node:
+            node["properties"]["models"] = on_node[node["id"]]
     if entries:
         workflow["models"] = list(entries.values())
     else:

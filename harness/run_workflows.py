@@ -6,7 +6,7 @@ files in ``example_workflows/input/`` (for LoadImage). A workflow may run as lon
 progress; it fails on an error, or after ``--stall-timeout`` seconds without any report (the message names the node that
 was running). Images go to ``<out>/<workflow>/``, a table to ``<out>/report.md`` (wall-clock seconds and the server's
 CPU seconds, which other jobs on the machine inflate less) and the server log to ``<out>/server.log``; the exit code is
-1 when any workflow failed.
+1 when any workflow failed. The workflows in ``harness.ui_workflow.NOT_RUN`` are listed as skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from typing import Any
 
 from harness.server import DEFAULT_STALL_TIMEOUT, ComfyServer
 from harness.tiny_models import ensure_models
-from harness.ui_workflow import EXAMPLE_WORKFLOWS_FOLDER, example_workflows, run_ui_workflow
+from harness.ui_workflow import EXAMPLE_WORKFLOWS_FOLDER, NOT_RUN, example_workflows, run_ui_workflow
 from lab import demo as lab_demo
 
 
 @dataclass
 class WorkflowResult:
-    """The outcome of one workflow."""
+    """The outcome of one workflow (``skipped``: why it was not run)."""
 
     name: str
     ok: bool
@@ -36,6 +36,7 @@ class WorkflowResult:
     cpu_seconds: float
     images: list[Path] = field(default_factory=list)
     error: str = ""
+    skipped: str = ""
 
 
 def run_workflow(
@@ -80,7 +81,8 @@ def write_report(results: list[WorkflowResult], out_dir: Path, full_size: bool =
         for result in results:
             paths = "<br>".join(str(path.relative_to(out_dir)) for path in result.images)
             error = result.error.splitlines()[0] if result.error else ""
-            status = "ok" if result.ok else "FAILED"
+            status = "skipped" if result.skipped else "ok" if result.ok else "FAILED"
+            error = error or result.skipped
             lines.append(
                 f"| {result.name} | {status} | {result.seconds:.1f} | {result.cpu_seconds:.1f} | {len(result.images)} "
                 f"| {paths} | {_cell(error)} |"
@@ -126,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
                     # The lab's workflows run at their own size: its models are trained at 128 px, not stand-ins.
                     lab_workflows = lab_demo.workflows(server.base_dir / "input")
                     for path in workflows + lab_workflows:
+                        if path.stem in NOT_RUN:
+                            results.append(WorkflowResult(path.stem, True, 0.0, 0.0, skipped=NOT_RUN[path.stem]))
+                            print(f"skipped {path.stem}: {NOT_RUN[path.stem]}")
+                            continue
                         full_size = args.full_size or path in lab_workflows
                         result = run_workflow(server, path, object_info, out_dir, full_size)
                         results.append(result)
@@ -141,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     with report.open("a") as handle:
         handle.write("\n".join(lab_demo.claims_markdown(out_dir)) + "\n")
     failed = [result.name for result in results if not result.ok]
-    print(f"{len(results) - len(failed)}/{len(results)} workflows passed; report: {report}")
+    skipped = sum(1 for result in results if result.skipped)
+    print(
+        f"{len(results) - len(failed) - skipped}/{len(results)} workflows passed, {skipped} not run; report: {report}"
+    )
     if failed:
         print("failed: " + ", ".join(failed), file=sys.stderr)
     return 1 if failed else 0

@@ -4,7 +4,8 @@ The browser shows a custom node pack's template with ``/api/workflow_templates/<
 256 px high (comfyui_frontend_package 1.32.9: ``getTemplateThumbnailUrl``, ``max-h-64 object-contain``), so each
 card is 512 × 512 for sharp screens. A card shows the workflow's own example image, an arrow labelled with the edit,
 and a sketch of what changes, drawn with PIL on a copy of the image (the pack's stand-in models cannot make the real
-result; the lab's runs of a workflow replace its card when they exist).
+result; the lab's runs of a workflow replace its card when they exist). The DiT workflows, which the harness
+validates but does not run (``harness.ui_workflow.NOT_RUN``), get a sketch card like every other.
 
 Usage: ``.venv/bin/python -m harness.thumbnails`` (writes every card).
 """
@@ -179,6 +180,18 @@ class Card:
     after: Callable[[], Image.Image]
 
 
+def dit_zone_card(model: str, release: str) -> Card:
+    """The card of ZONE's local edit on an instruction DiT: the scene's box made red."""
+    return Card(
+        f"Local edit on {model}",
+        f"ZONE · {release} + SAM",
+        "make the box red",
+        "the DiT's attention locates the segment",
+        lambda: fit(example_image("zone_scene.png")),
+        lambda: recolour_box(example_image("zone_scene.png"), below=SCENE_LAMP),
+    )
+
+
 CARDS: dict[str, Card] = {
     "s2edit_identity_edit": Card(
         "Identity edit",
@@ -236,6 +249,8 @@ CARDS: dict[str, Card] = {
         lambda: fit(example_image("zone_scene.png")),
         lambda: three_turns(example_image("zone_scene.png")),
     ),
+    "zone_qwen_image_edit": dit_zone_card("Qwen-Image-Edit", "Qwen-Image-Edit 2509"),
+    "zone_flux_kontext": dit_zone_card("Flux Kontext", "Flux.1 Kontext dev"),
     "zone_difference_compositing": Card(
         "Composite any editor's change",
         "ZONE · difference locator",

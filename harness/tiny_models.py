@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from harness.comfy_env import replace_symlink, repo_root, setup_imports
+from harness.example_models import write_name_only_files
 
 BUILDER_VERSION = 1
 
@@ -442,8 +443,9 @@ def _cached(name: str, cache_dir: Path) -> Path:
 def ensure_models(models_dir: Path, cache_dir: Path | None = None) -> dict[str, Path]:
     """Build missing tiny models into the cache and symlink them into ``models_dir/<folder>/``.
 
-    Each appears under its own name and under every ``STAND_INS`` name that maps to it. Returns the file names the
-    loaders list mapped to the symlinks.
+    Each appears under its own name and under every ``STAND_INS`` name that maps to it; the published files too big
+    for a stand-in get an empty file under their names (``harness.example_models.NAME_ONLY``, for validation only).
+    Returns the file names the loaders list mapped to the symlinks.
     """
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
     exposed: dict[str, Path] = {}
@@ -454,4 +456,5 @@ def ensure_models(models_dir: Path, cache_dir: Path | None = None) -> dict[str, 
             link = models_dir / folder / alias
             replace_symlink(link, target)
             exposed[alias] = link
+    write_name_only_files(models_dir)
     return exposed

@@ -274,6 +274,60 @@ CLASSIFIER = (
     "`models/action_classifiers` and choose it in `classifier`."
 )
 
+DIT_ZONE_TYPES = {
+    **ZONE_TYPES,
+    "CLIPLoader": 0,
+    "DualCLIPLoader": 0,
+    "VAELoader": 0,
+    "FluxKontextImageScale": 0,
+    "ModelSamplingAuraFlow": 0,
+    "CFGNorm": 0,
+    "CLIPTextEncode": 1,
+    "TextEncodeQwenImageEditPlus": 1,
+    "ReferenceLatent": 1,
+    "FluxGuidance": 1,
+    "ConditioningZeroOut": 1,
+    "KSampler": 1,
+}
+
+
+def _model_lines(names: Iterable[str]) -> str:
+    """The note's list of model files: where each goes and its download link."""
+    return "".join(
+        f"- `{name}` → `models/{DOWNLOADS[name].directory}` ([{DOWNLOADS[name].what}]({DOWNLOADS[name].url}))\n"
+        for name in names
+    )
+
+
+def _dit_zone_note(model: str, template: str, stand_in: str, files: Iterable[str]) -> str:
+    """The note of a ZONE workflow on an instruction DiT: what each stage does, the files, how it was checked."""
+    return (
+        f"## ZONE on {model}\n"
+        f"{model} edits the whole image with the settings of ComfyUI's official template ({template}) while "
+        "Instruction Locator records, in every joint-attention block and step of the positive prompt, how much the "
+        "target image's tokens attend to the instruction's tokens (ZONE's end map) and to the rest of the text "
+        "(its start map). Edit Region From Attention turns them into the rough region, Region-IoU Select snaps it "
+        "to the best SAM segment (of the original for 'remove', of the edit otherwise, as the Action Classifier "
+        "decides), and FFT Edge Smoother pastes only that segment back: every pixel outside its mask is the "
+        "original's. Flux Kontext Image Scale sizes the photo as the template does; the composite has that size.\n\n"
+        "**Models** (the missing-models dialog offers them):\n"
+        + _model_lines(files)
+        + _model_lines(["sam_vit_h_4b8939.pth"])
+        + "\n**How this example was checked:** it passes ComfyUI's prompt validation (0.3.75 and 0.33) but was "
+        "not executed on these weights here: they are too big for the pack's CPU tests. "
+        "`tests/zone/test_dit_locator.py` runs the same chain (Instruction Locator → KSampler → Edit Region From "
+        f"Attention → Region-IoU Select → FFT Edge Smoother) on a tiny {stand_in} stand-in built with ComfyUI's own "
+        "classes, with a reference image of another size and four drawn segments in place of SAM's: the recorded "
+        "maps equal the attention computed directly on the target image's tokens only (the reference's never "
+        "count), M_b is the region the instruction attended, and every pixel outside the final mask is the "
+        "original's.\n\n"
+        "**Change first:**\n"
+        "1. the photo (Load Image) and the **Instruction** text (the prompt and the locator read the same text);\n"
+        "2. `threshold` / `rule` on Edit Region From Attention (a larger or smaller rough region);\n"
+        "3. the segmenter's settings on SAM Segment Everything."
+    )
+
+
 PLANS: dict[str, Plan] = {
     "attention_mask_demo": Plan(
         ("Load and prompt", "Confine and capture a word", "Sample", "Maps and save"),
@@ -466,6 +520,37 @@ PLANS: dict[str, Plan] = {
         "1. the picture: replace the two Empty Image / Image Composite nodes by Load Image;\n"
         "2. the instruction (the first text encoder);\n"
         "3. `threshold` and `blur` on Difference Locator.",
+    ),
+    "zone_qwen_image_edit": Plan(
+        ("Load and prepare", "Edit (Qwen-Image-Edit)", "Locate the edit", "Composite and save"),
+        DIT_ZONE_TYPES,
+        _dit_zone_note(
+            "Qwen-Image-Edit 2509",
+            "20 steps, cfg 4, euler, simple, AuraFlow shift 3, CFGNorm; its optional 4-step Lightning LoRA is left out",
+            "Qwen-Image",
+            (
+                "qwen_image_edit_2509_fp8_e4m3fn.safetensors",
+                "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                "qwen_image_vae.safetensors",
+            ),
+        ),
+        note_height=760,
+    ),
+    "zone_flux_kontext": Plan(
+        ("Load and prepare", "Edit (Flux Kontext)", "Locate the edit", "Composite and save"),
+        DIT_ZONE_TYPES,
+        _dit_zone_note(
+            "Flux.1 Kontext dev",
+            "20 steps, cfg 1, Flux guidance 2.5, euler, simple; the photo as reference latent",
+            "Flux",
+            (
+                "flux1-dev-kontext_fp8_scaled.safetensors",
+                "clip_l.safetensors",
+                "t5xxl_fp8_e4m3fn_scaled.safetensors",
+                "ae.safetensors",
+            ),
+        ),
+        note_height=760,
     ),
 }
 PLANS["s2edit_compositional"].stage_of = PLANS["s2edit_identity_edit"].stage_of

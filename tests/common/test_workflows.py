@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from harness.errors import PromptFailed
 from harness.stand_in_scale import shrink_for_stand_ins
-from harness.ui_workflow import example_workflow_dir, example_workflows, ui_prompt
+from harness.ui_workflow import NOT_RUN, ExampleRuns, example_workflow_dir, example_workflows, ui_prompt
 
 WORKFLOWS = example_workflows()
+RUN = [path for path in WORKFLOWS if path.stem not in NOT_RUN]
 INPUTS = example_workflow_dir() / "input"
 
 # What each workflow saves at the stand-ins' scale: filename prefix -> (batch size, height, width). The sizes follow
@@ -53,10 +55,43 @@ EDITS = {
 
 
 def test_every_example_workflow_says_what_it_saves_and_edits():
-    assert sorted(SAVES) == sorted(EDITS) == [path.stem for path in WORKFLOWS]
+    assert sorted(SAVES) == sorted(EDITS) == [path.stem for path in RUN]
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_only_the_full_size_dit_workflows_are_not_run_and_each_says_why():
+    assert sorted(NOT_RUN) == ["zone_flux_kontext", "zone_qwen_image_edit"]
+    assert set(NOT_RUN) <= {path.stem for path in WORKFLOWS}
+    for name, reason in NOT_RUN.items():
+        assert "no tiny stand-in" in reason and "tests/zone/test_dit_locator.py" in reason, name
+        with pytest.raises(ValueError, match=f"{name} is not run here: .* no tiny stand-in"):
+            ExampleRuns(server=None)[name]  # type: ignore[arg-type]
+
+
+def test_the_main_job_reports_a_workflow_not_run_with_its_reason(tmp_path):
+    from harness.run_workflows import WorkflowResult, write_report
+
+    results = [WorkflowResult(name, True, 0.0, 0.0, skipped=reason) for name, reason in NOT_RUN.items()]
+    report = write_report(results, tmp_path).read_text()
+    for name, reason in NOT_RUN.items():
+        assert f"| {name} | skipped | " in report and reason in report
+
+
+@pytest.mark.parametrize("name", sorted(NOT_RUN))
+def test_the_workflows_not_run_pass_the_servers_validation(comfy_server, name):
+    """The server accepts the prompt as written (the harness's model folders hold empty files under the published
+    names: validation reads only the folders' lists); it is cancelled at once (loading an empty file would fail).
+    A file name not in its folder is refused, so the check reads the names."""
+    prompt = ui_prompt(example_workflow_dir() / f"{name}.json", comfy_server.object_info())
+    locator = next(node for node in prompt.values() if node["class_type"] == "PreciseEdit_InstructionLocator")
+    assert locator["inputs"]["branches"] == "positive"
+    comfy_server.cancel(comfy_server.queue(prompt))
+    loader = next(node for node in prompt.values() if node["class_type"] == "UNETLoader")
+    loader["inputs"]["unet_name"] = "not-downloaded.safetensors"
+    with pytest.raises(PromptFailed, match="not-downloaded.safetensors"):
+        comfy_server.queue(prompt)
+
+
+@pytest.mark.parametrize("path", RUN, ids=[p.stem for p in RUN])
 def test_example_workflow_saves_its_images_at_the_input_sizes_and_edits_them(example_runs, path):
     run = example_runs[path.stem]
     saved = run.saved()
