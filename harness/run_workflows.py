@@ -69,27 +69,58 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def write_report(results: list[WorkflowResult], out_dir: Path, full_size: bool = False) -> Path:
-    """Write ``report.md``: one row per workflow, then the full error messages."""
+LAB_IMAGE_WIDTH = 384
+
+
+def _table(results: list[WorkflowResult], out_dir: Path) -> list[str]:
+    lines = [
+        "| workflow | status | seconds | server CPU seconds | images | paths | error |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        paths = "<br>".join(str(path.relative_to(out_dir)) for path in result.images)
+        error = result.error.splitlines()[0] if result.error else ""
+        status = "skipped" if result.skipped else "ok" if result.ok else "FAILED"
+        error = error or result.skipped
+        lines.append(
+            f"| {result.name} | {status} | {result.seconds:.1f} | {result.cpu_seconds:.1f} | {len(result.images)} "
+            f"| {paths} | {_cell(error)} |"
+        )
+    return lines
+
+
+def _lab_images(results: list[WorkflowResult], out_dir: Path) -> list[str]:
+    """Each lab workflow's saved images in a row, shown at ×3 (the lab's world is 128 pixels)."""
+    lines = []
+    for result in results:
+        if result.images:
+            lines += ["", f"### {result.name}", ""]
+            lines += [
+                f'<img src="{path.relative_to(out_dir)}" width="{LAB_IMAGE_WIDTH}" title="{path.stem}" '
+                f'style="image-rendering: pixelated">'
+                for path in result.images
+            ]
+    return lines
+
+
+def write_report(
+    results: list[WorkflowResult], out_dir: Path, full_size: bool = False, lab_names: frozenset[str] = frozenset()
+) -> Path:
+    """Write ``report.md``: one row per example workflow, then the lab's workflows (run on its trained models, with
+    their images), then the full error messages."""
     scale = "as written" if full_size else "at 1/8 of their sizes with step counts capped (harness/stand_in_scale.py)"
+    examples = [result for result in results if result.name not in lab_names]
+    lab = [result for result in results if result.name in lab_names]
     lines = ["# Example workflows", "", f"Run on tiny random-weight stand-in models, {scale}.", ""]
     if not results:
         lines.append(f"No workflows found in `{EXAMPLE_WORKFLOWS_FOLDER}/`.")
-    else:
-        header = "| workflow | status | seconds | server CPU seconds | images | paths | error |"
-        lines += [header, "|---|---|---|---|---|---|---|"]
-        for result in results:
-            paths = "<br>".join(str(path.relative_to(out_dir)) for path in result.images)
-            error = result.error.splitlines()[0] if result.error else ""
-            status = "skipped" if result.skipped else "ok" if result.ok else "FAILED"
-            error = error or result.skipped
-            lines.append(
-                f"| {result.name} | {status} | {result.seconds:.1f} | {result.cpu_seconds:.1f} | {len(result.images)} "
-                f"| {paths} | {_cell(error)} |"
-            )
-        for result in results:
-            if result.error:
-                lines += ["", f"## {result.name}", "", "```", result.error, "```"]
+    lines += _table(examples, out_dir) if examples else []
+    if lab:
+        lines += ["", "# Lab workflows", "", "Run on the lab's trained models at their own size (128 pixels).", ""]
+        lines += _table(lab, out_dir) + _lab_images(lab, out_dir)
+    for result in results:
+        if result.error:
+            lines += ["", f"## {result.name}", "", "```", result.error, "```"]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -111,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     workflows = example_workflows()
     results = []
+    lab_names: frozenset[str] = frozenset()
     with tempfile.TemporaryDirectory(prefix="precise-edit-run-") as tmp:
         models_dir = Path(tmp) / "models"
         ensure_models(models_dir)
@@ -127,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                     object_info = server.object_info()
                     # The lab's workflows run at their own size: its models are trained at 128 px, not stand-ins.
                     lab_workflows = lab_demo.workflows(server.base_dir / "input")
+                    lab_names = frozenset(path.stem for path in lab_workflows)
                     for path in workflows + lab_workflows:
                         if path.stem in NOT_RUN:
                             results.append(WorkflowResult(path.stem, True, 0.0, 0.0, skipped=NOT_RUN[path.stem]))
@@ -143,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 if server.log_path.exists():
                     shutil.copy2(server.log_path, out_dir / "server.log")
-    report = write_report(results, out_dir, args.full_size)
+    report = write_report(results, out_dir, args.full_size, lab_names)
     with report.open("a") as handle:
         handle.write("\n".join(lab_demo.claims_markdown(out_dir)) + "\n")
     failed = [result.name for result in results if not result.ok]
