@@ -107,22 +107,35 @@ PLAIN_DDIM = "plain_ddim"
 
 
 def invert(
-    graph: Graph, models: LabModels, positive: list, negative: list, latent: list, caption: str, mode: str = NULL_TEXT
+    graph: Graph,
+    models: LabModels,
+    positive: list,
+    negative: list,
+    latent: list,
+    caption: str,
+    mode: str = NULL_TEXT,
+    *,
+    steps: int = STEPS,
+    inner_steps: int = 10,
+    identity: list | None = None,
 ) -> list:
-    """Null-Text Inversion (the pack's node) at the lab's steps and guidance; INVERSION link."""
+    """Null-Text Inversion (the pack's node) at the lab's guidance; INVERSION link. ``identity``: an S2Edit
+    IDENTITY link whose token the inversion masks (``caption`` then holds its placeholder)."""
+    extra = {} if identity is None else {"identity": identity}
     node = graph.add(
         "PreciseEdit_NullTextInversion",
         model=models.model,
         positive=positive,
         negative=negative,
         latent=latent,
-        steps=STEPS,
+        steps=steps,
         guidance=GUIDANCE,
-        inner_steps=10,
+        inner_steps=inner_steps,
         epsilon=1e-5,
         mode=mode,
         clip=models.clip,
         source_text=caption,
+        **extra,
     )
     return [node, 0]
 
@@ -144,8 +157,12 @@ def edit(
     cross_replace: float = 0.8,
     self_replace: float = 0.5,
     word_weights: str = "",
+    *,
+    identity: list | None = None,
 ) -> list:
-    """Prompt-to-Prompt Edit (the pack's node): LATENT link of the batch [source reconstruction, edit]."""
+    """Prompt-to-Prompt Edit (the pack's node): LATENT link of the batch [source reconstruction, edit]; with an
+    S2Edit ``identity`` link, its placeholders in the prompts."""
+    extra = {} if identity is None else {"identity": identity}
     node = graph.add(
         "PreciseEdit_PromptToPromptEdit",
         model=models.model,
@@ -161,5 +178,6 @@ def edit(
         blend_words="",
         blend_threshold=0.3,
         output="source_and_edit",
+        **extra,
     )
     return [node, 0]

@@ -51,7 +51,14 @@ def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _claims() -> list[tuple[str, Callable[[], Any], Callable[[Any], list[Check]], Callable[[Any, Path], list[Path]]]]:
-    from lab.claims import attention_mask, caption_accuracy, null_text_inversion, prompt_to_prompt, zone_local_edit
+    from lab.claims import (
+        attention_mask,
+        caption_accuracy,
+        null_text_inversion,
+        prompt_to_prompt,
+        s2edit_identity,
+        zone_local_edit,
+    )
 
     def caption_images(result: Any, out: Path) -> list[Path]:
         panels = [(caption.replace(" and ", " + ")[:40], image) for caption, image in result.examples]
@@ -84,6 +91,12 @@ def _claims() -> list[tuple[str, Callable[[], Any], Callable[[Any], list[Check]]
         panels = [*ex.items(), ("difference (edit)", difference(ex["null-text reconstruction"], ex["p2p edit"]))]
         return [save_strip(out / "null_text_inversion.png", panels)]
 
+    def s2edit_images(result: Any, out: Path) -> list[Path]:
+        ex = result.examples
+        if not ex:
+            return []
+        return [save_strip(out / "s2edit_identity.png", list(ex.items()))]
+
     def zone_images(result: Any, out: Path) -> list[Path]:
         paths = []
         for example in result.examples:
@@ -105,6 +118,7 @@ def _claims() -> list[tuple[str, Callable[[], Any], Callable[[Any], list[Check]]
         ("attention → mask", attention_mask.measure, attention_mask.checks, attention_images),
         ("prompt-to-prompt", prompt_to_prompt.measure, prompt_to_prompt.checks, p2p_images),
         ("null-text inversion", null_text_inversion.measure, null_text_inversion.checks, nti_images),
+        ("S2Edit identity", s2edit_identity.measure, s2edit_identity.checks, s2edit_images),
         ("ZONE local edit", zone_local_edit.measure, zone_local_edit.checks, zone_images),
     ]
 

@@ -27,7 +27,7 @@ def _is_link(value: Any) -> bool:
 
 def _widget_values(node: dict[str, Any], info: dict[str, Any]) -> list[Any]:
     """``widgets_values`` in the frontend's layout: each widget input in order, a seed followed by its control
-    value, an image upload combo by its button's value."""
+    value, an image upload combo by its button's value; a linked widget keeps its default (the link wins)."""
     values = []
     for section in ("required", "optional"):
         for name in info["input_order"].get(section, []):
@@ -36,9 +36,7 @@ def _widget_values(node: dict[str, Any], info: dict[str, Any]) -> list[Any]:
             if not (isinstance(kind, list) or kind in WIDGET_TYPES) or options.get("forceInput"):
                 continue
             value = node["inputs"].get(name, options.get("default"))
-            if _is_link(value):
-                raise ValueError(f"{node['class_type']}.{name}: linked widget inputs are not laid out here")
-            values.append(value)
+            values.append(options.get("default", "") if _is_link(value) else value)
             if kind == "INT" and options.get("control_after_generate", name in ("seed", "noise_seed")):
                 values.append("fixed")
             if (isinstance(kind, list) or kind == "COMBO") and options.get("image_upload"):
@@ -90,7 +88,10 @@ def api_to_ui(prompt: dict[str, dict[str, Any]], object_info: dict[str, Any]) ->
                 kind = object_info[prompt[origin]["class_type"]]["output"][slot]
                 link_id = len(links) + 1
                 links.append([link_id, int(origin), slot, int(node_id), len(ui_nodes[node_id]["inputs"]), kind])
-                ui_nodes[node_id]["inputs"].append({"name": name, "type": kind, "link": link_id})
+                socket = {"name": name, "type": kind, "link": link_id}
+                if kind in WIDGET_TYPES:
+                    socket["widget"] = {"name": name}
+                ui_nodes[node_id]["inputs"].append(socket)
                 ui_nodes[origin]["outputs"][slot]["links"].append(link_id)
     return {
         "last_node_id": max(int(node_id) for node_id in prompt),
@@ -141,7 +142,25 @@ def claim_graphs(write_inputs: bool = False) -> dict[str, graphs.Graph]:
         _save(graph, [node, 0], f"nti_{key}")
     result["lab_null_text_inversion"] = graph
     result["lab_zone_local_edit"] = zone_graph(write_inputs)
+    result["lab_s2edit_identity"] = s2edit_graph(write_inputs)
     return result
+
+
+def s2edit_graph(write_inputs: bool) -> graphs.Graph:
+    """S2Edit's full method on the first portrait its claim measures: [I] learned, every edit saved."""
+    from lab.claims import s2edit_identity
+
+    sample, seed = s2edit_identity.portrait_with_edits(s2edit_identity.SEEDS[0])
+    if write_inputs:
+        from PIL import Image
+
+        INPUT.mkdir(exist_ok=True)
+        for file_name, image in s2edit_identity.portrait_files(sample, seed).items():
+            Image.fromarray((image * 255).round().astype("uint8")).save(INPUT / file_name)
+    graph, decoders = s2edit_identity.ablation_graph(sample, seed, s2edit_identity.FULL)
+    for key, node in decoders.items():
+        _save(graph, [node, 0], f"s2edit_{key}")
+    return graph
 
 
 def zone_graph(write_inputs: bool) -> graphs.Graph:
