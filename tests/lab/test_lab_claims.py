@@ -31,10 +31,11 @@ OPEN = {
     ),
     "p2p word swap": (
         ("share of edits with the new colour in place",),
-        "colour in place 0/4 injected: with the source's maps for 80 % of the steps the swapped object keeps its place "
-        "but half-changes colour (yellow → yellow-green for 'green', which the probe reads as yellow), or the source "
-        "lacked the captioned object (the undertrained model drew one green blob where the caption put a yellow one) "
-        "and the edit draws the caption's scene; plain regeneration moves the object instead",
+        "colour in place 0/4 injected, 1/4 regenerated (n=4; the layout itself holds, 0.64 against 0.45): the "
+        "injected object keeps its place but half-changes colour (yellow -> yellow-green for 'green', read as "
+        "yellow); with a shorter cross window (0.2) the new colour appears, but at the other object's place, as the "
+        "model's two-object captions bind a colour to its place only 0.46 of the time (caption accuracy row); "
+        "37-72 % of the maps' mass is on padding tokens, which the causal encoder changes for every swap",
     ),
     "ZONE locator": (
         ("M_b IoU", "IoU of D > 0, the attention difference's sign flipped (remove"),
