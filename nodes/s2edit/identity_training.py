@@ -11,20 +11,19 @@ projections. This module supplies its inputs from ComfyUI's MODEL and CLIP: ε_�
 multiplies the placeholder's cross-attention probabilities by M_obj in every cross-attention layer (``TokenMask``),
 A*_[I] = A_[I] ⊙ M_obj, at every training step.
 
-How gradients get through ComfyUI's models without copying them: the UNet runs under ``differentiable_weights``;
-the text encoder's parameters are swapped for storage aliases while it encodes (the same trick); the LoRA factors
-are ComfyUI's own trainable ``LoraDiff`` adapters, installed as weight wrappers on clones of the MODEL and the
-CLIP patchers (as the stock Train LoRA node does), so the inputs stay untouched. The placeholder is tokenized by a
-private copy of the CLIP tokenizer whose embedding lookup returns the trainable vectors for the placeholder's
-embedding name, so the prompt goes through ComfyUI's own tokenization and embedding path.
+How gradients get through ComfyUI's models without copying them: the UNet runs under ``differentiable_weights``; a
+private copy of the text encoder's module tree, sharing its tensors, holds storage aliases of its parameters (the same
+trick); the LoRA factors are ComfyUI's own trainable ``LoraDiff`` adapters, installed as weight wrappers on clones of
+the MODEL and the CLIP patchers (as the stock Train LoRA node does), so the inputs stay untouched. The placeholder is
+tokenized by a private copy of the CLIP tokenizer whose embedding lookup returns the trainable vectors for the
+placeholder's embedding name, so the prompt goes through ComfyUI's own tokenization and embedding path.
 """
 
-import contextlib
 import copy
 import functools
 import math
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -214,28 +213,24 @@ def _residual_forward(layer: CLIPLayer, x: torch.Tensor, mask=None, optimized_at
     return x + layer.mlp(layer.layer_norm2(x))
 
 
-@contextlib.contextmanager
-def differentiable_text_encoder(module: torch.nn.Module) -> Iterator[None]:
-    """While active, the text encoder can be backpropagated through under ComfyUI's inference mode: every plain
-    parameter is a no-grad storage alias (see differentiable_weights) and every CLIP layer adds its residuals
-    out of place (same values)."""
-    swapped = []
-    layers = []
-    try:
-        for child in module.modules():
-            for name, parameter in child._parameters.items():
-                if _aliasable(parameter):
-                    swapped.append((child._parameters, name, parameter))
-                    child._parameters[name] = storage_alias(parameter)
-            if isinstance(child, CLIPLayer):
-                child.forward = functools.partial(_residual_forward, child)
-                layers.append(child)
-        yield
-    finally:
-        for parameters, name, parameter in swapped:
-            parameters[name] = parameter
-        for layer in layers:
-            del layer.forward
+def differentiable_text_encoder(module: torch.nn.Module) -> torch.nn.Module:
+    """A private copy of the text encoder that can be backpropagated through under ComfyUI's inference mode: the
+    module tree is copied (its own module, parameter and buffer tables; the tensors and ComfyUI's weight wrappers
+    are shared, so no weight is duplicated), every plain parameter is a no-grad storage alias (see
+    differentiable_weights) and every CLIP layer adds its residuals out of place (same values). The user's text
+    encoder is never changed."""
+    private = copy.copy(module)
+    private._modules = {
+        name: None if child is None else differentiable_text_encoder(child) for name, child in module._modules.items()
+    }
+    private._parameters = {
+        name: storage_alias(parameter) if _aliasable(parameter) else parameter
+        for name, parameter in module._parameters.items()
+    }
+    private._buffers = dict(module._buffers)
+    if isinstance(private, CLIPLayer):
+        private.forward = functools.partial(_residual_forward, private)
+    return private
 
 
 def encode_with_grad(clip: CLIP, tokens: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -243,8 +238,7 @@ def encode_with_grad(clip: CLIP, tokens: dict) -> tuple[torch.Tensor, torch.Tens
     clip.cond_stage_model.reset_clip_options()
     if clip.layer_idx is not None:
         clip.cond_stage_model.set_clip_options({"layer": clip.layer_idx})
-    with differentiable_text_encoder(clip.cond_stage_model):
-        cond, pooled = clip.cond_stage_model.encode_token_weights(tokens)[:2]
+    cond, pooled = differentiable_text_encoder(clip.cond_stage_model).encode_token_weights(tokens)[:2]
     return cond, pooled
 
 

@@ -384,3 +384,31 @@ def test_bad_inputs_give_clear_errors(run_graph, inputs, change, message):
     with pytest.raises(PromptFailed, match=message):
         run_graph(graph, outputs=["5"])
     assert saved_files() == before
+
+
+def test_the_text_encoder_is_backpropagated_through_a_private_copy_never_the_users(sd15):
+    """The trainer encodes through a copy of the CLIP's module tree with out-of-place residuals; the user's CLIP
+    layers are never given another ``forward`` (project rule), and the copy encodes exactly as CLIP Text Encode."""
+    from comfy.clip_model import CLIPLayer
+
+    from precise_edit.nodes.s2edit.identity_training import encode_with_grad
+
+    clip = sd15.clip
+    layers = [module for module in clip.cond_stage_model.modules() if isinstance(module, CLIPLayer)]
+    parameters = dict(clip.cond_stage_model.named_parameters())
+    swapped_while_running: list[bool] = []
+    hooks = [
+        layer.register_forward_pre_hook(
+            lambda _module, _args: swapped_while_running.append(any("forward" in vars(each) for each in layers))
+        )
+        for layer in layers
+    ]
+    tokens = clip.tokenize("a photo of a cat")
+    try:
+        cond, _ = encode_with_grad(clip, tokens)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert swapped_while_running == [False] * len(layers)
+    assert all(parameter is parameters[name] for name, parameter in clip.cond_stage_model.named_parameters())
+    torch.testing.assert_close(cond, clip.encode_from_tokens(tokens), rtol=0, atol=0)
