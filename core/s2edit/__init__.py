@@ -18,7 +18,7 @@ Index (equation → function):
 - spatial control A*_[I] = A_[I] ⊙ M_obj     → core/attention: token_mask.mask_token_probabilities
 - M_obj = 1[Ā / max Ā ≥ τ] from the noun's cross-attention (τ = 0.3) → identity_mask.attention_object_mask
 - DDIM inversion, x' = x + (σ' − σ) ε̂      → ddim_inversion.ddim_invert (ddim_inversion.ddim_step,
-  ddim_inversion.inversion_step, ddim_inversion.ddim_schedule)
+  ddim_inversion.inversion_step, ddim_inversion.inversion_trajectory, ddim_inversion.ddim_schedule)
 - rectified-flow inversion (x_σ = (1 − σ) x₀ + σ ε, v = ε − x₀), x_k = x_{k−1} + (σ_k − σ_{k−1}) v̂(x_{k−1}, σ_k)
   → flow_inversion.flow_invert (flow_inversion.flow_inversion_step, flow_inversion.flow_schedule)
 - null-text inversion, CFG ε̃ = ε_∅ + w(ε_c − ε_∅) → null_text_inversion.optimise_null_text

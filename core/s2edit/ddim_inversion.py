@@ -111,9 +111,22 @@ def ddim_invert(
     """
     sigmas = schedule.sigmas.to(z0.device)
     x = to_sigma_space(z0.float(), sigmas[0])
+    return inversion_trajectory(
+        lambda x, sigma, sigma_next: inversion_step(predict, x, sigma, sigma_next), x, sigmas, on_step
+    )
+
+
+def inversion_trajectory(
+    step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    on_step: StepCallback | None = None,
+) -> torch.Tensor:
+    """x_0 = ``x``, …, x_N stacked, step k taking σ_{k−1} → σ_k with ``step(x, σ, σ') -> (x', x̂_0)`` (DDIM's or the
+    flow ODE's); ``on_step(k − 1, x̂_0)`` after each."""
     trajectory = [x]
-    for k in range(1, schedule.steps + 1):
-        x, denoised = inversion_step(predict, x, sigmas[k - 1], sigmas[k])
+    for k in range(1, len(sigmas)):
+        x, denoised = step(x, sigmas[k - 1], sigmas[k])
         trajectory.append(x)
         if on_step is not None:
             on_step(k - 1, denoised)

@@ -41,7 +41,7 @@ timesteps are the table indices and whose σ₀ is 0, so the replay and the chec
 
 import torch
 
-from .ddim_inversion import DDIMSchedule, EpsilonPredictor, StepCallback, ddim_step
+from .ddim_inversion import DDIMSchedule, EpsilonPredictor, StepCallback, ddim_step, inversion_trajectory
 
 VelocityPredictor = EpsilonPredictor
 """v̂(x, σ) for a sample ``x`` at noise level ``σ`` (a 0-dim tensor): the same calling convention as ε̂."""
@@ -77,11 +77,6 @@ def flow_invert(
     sigmas = schedule.sigmas.to(x0.device)
     if float(sigmas[0]) != 0.0:
         raise ValueError(f"a flow inversion starts from the clean latent at σ = 0, the schedule starts at {sigmas[0]}")
-    x = x0.float()
-    trajectory = [x]
-    for k in range(1, schedule.steps + 1):
-        x, denoised = flow_inversion_step(predict, x, sigmas[k - 1], sigmas[k])
-        trajectory.append(x)
-        if on_step is not None:
-            on_step(k - 1, denoised)
-    return torch.stack(trajectory)
+    return inversion_trajectory(
+        lambda x, sigma, sigma_next: flow_inversion_step(predict, x, sigma, sigma_next), x0.float(), sigmas, on_step
+    )
