@@ -19,7 +19,14 @@ from safetensors.torch import load_file, save_file
 
 LAB_DIR = Path(__file__).resolve().parent
 # The files whose text decides what a trained model holds (the part-1 models'; a model may name its own).
-SOURCE_FILES = ("world.py", "models/text_encoder.py", "models/unet.py", "models/cell_latent.py", "train.py")
+SOURCE_FILES = (
+    "world.py",
+    "models/text_encoder.py",
+    "models/unet.py",
+    "models/cell_latent.py",
+    "train.py",
+    "diffusion_training.py",
+)
 
 
 def cache_dir() -> Path:

@@ -9,7 +9,6 @@ unconditional branch of classifier-free guidance), and an exponential moving ave
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import time
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lab import cache, world
+from lab import cache, diffusion_training, world
 from lab.models import text_encoder, unet
 from lab.models.cell_latent import model_latent
 
@@ -67,59 +66,28 @@ def dataset(seeds: list[int], portrait_share: float, encode: CaptionEncoder) -> 
     return torch.cat(latents), torch.cat(contexts)
 
 
-def _lr_factor(step: int, config: dict[str, Any]) -> float:
-    if step < config["warmup"]:
-        return (step + 1) / config["warmup"]
-    progress = (step - config["warmup"]) / max(1, config["steps"] - config["warmup"])
-    return 1.0 - (1.0 - config["final_lr_share"]) * progress
-
-
-@torch.inference_mode(False)
-@torch.enable_grad()
+@diffusion_training.gradients_on
 def train_unet(config: dict[str, Any], clip: Any) -> dict[str, torch.Tensor]:
-    """Train from scratch; return the EMA weights of the UNet. Gradients are on even when a ComfyUI executor (which
-    runs nodes under inference mode) reaches this through the lab loader on a fresh cache."""
+    """Train from scratch on the captioned world; return the EMA weights of the UNet."""
     torch.manual_seed(config["seed"])
     rng = np.random.default_rng(config["seed"])
     model = unet.build_model(trainable=True)
-    network = model.diffusion_model.train()
-    network.requires_grad_(True)
-    ema = copy.deepcopy(network).eval().requires_grad_(False)
-    sigmas = model.model_sampling.sigmas.float()
     encode = CaptionEncoder(clip)
     empty = encode([""])[0]
-    optimiser = torch.optim.Adam(network.parameters(), lr=config["lr"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: _lr_factor(step, config))
-    size = config["batch"]
     start = time.perf_counter()
     seeds = [config["seed"] * 1_000_003 + i for i in range(config["dataset"])]
     latents, contexts = dataset(seeds, config["portrait_share"], encode)
     log.warning("lab dataset: %d samples in %.0f s", len(seeds), time.perf_counter() - start)
-    for step in range(config["steps"]):
-        chosen = torch.from_numpy(rng.integers(0, len(seeds), size))
-        x0, context = latents[chosen], contexts[chosen].clone()
-        dropped = torch.from_numpy(rng.random(size) < config["caption_dropout"])
-        context[dropped] = empty
-        t = torch.from_numpy(rng.integers(0, 1000, size))
-        sigma = sigmas[t].view(-1, 1, 1, 1)
-        alpha, s = 1 / (1 + sigma**2).sqrt(), sigma / (1 + sigma**2).sqrt()
-        noise = torch.randn_like(x0)
-        x_t = alpha * x0 + s * noise
-        target = alpha * noise - s * x0
-        loss = torch.nn.functional.mse_loss(network.velocity(x_t, t.float(), context), target)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), config["clip"])
-        optimiser.step()
-        scheduler.step()
-        decay = min(config["ema"], (step + 1) / (step + 10))
-        with torch.no_grad():
-            for averaged, current in zip(ema.parameters(), network.parameters(), strict=True):
-                averaged.lerp_(current, 1 - decay)
-        if step % 100 == 0 or step == config["steps"] - 1:
-            elapsed = time.perf_counter() - start
-            log.warning("lab unet step %d/%d loss %.4f (%.0f s)", step, config["steps"], loss.item(), elapsed)
-    return {key: value for key, value in ema.state_dict().items() if not key.startswith("lab_")}
+
+    def batch() -> diffusion_training.Batch:
+        chosen = torch.from_numpy(rng.integers(0, len(seeds), config["batch"]))
+        context = contexts[chosen].clone()
+        context[torch.from_numpy(rng.random(config["batch"]) < config["caption_dropout"])] = empty
+        return diffusion_training.Batch(latents[chosen], context)
+
+    sigmas = model.model_sampling.sigmas.float()
+    (weights,) = diffusion_training.train(model.diffusion_model, batch, sigmas, config, rng, "lab unet")
+    return weights
 
 
 def unet_state(clip: Any | None = None) -> dict[str, torch.Tensor]:

@@ -13,7 +13,6 @@ Adam with linear warm-up and decay, gradient clipping, an exponential moving ave
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import time
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lab import cache, instruction_world, train
+from lab import cache, diffusion_training, instruction_world, train
 from lab.models import instruction_unet, text_encoder
 from lab.models.cell_latent import model_latent
 
@@ -34,6 +33,7 @@ SOURCE_FILES = (
     "models/instruction_unet.py",
     "train.py",
     "train_instruction.py",
+    "diffusion_training.py",
 )
 TRAINING: dict[str, Any] = {
     "seed": 21,
@@ -76,58 +76,28 @@ def drop_conditions(
     return instruction, image * (~no_image).view(-1, 1, 1, 1)
 
 
-def schedule(optimiser: torch.optim.Optimizer, config: dict[str, Any]) -> torch.optim.lr_scheduler.LRScheduler:
-    warmup = torch.optim.lr_scheduler.LinearLR(optimiser, 1 / config["warmup"], 1.0, config["warmup"])
-    decay = torch.optim.lr_scheduler.LinearLR(
-        optimiser, 1.0, config["final_lr_share"], config["steps"] - config["warmup"]
-    )
-    return torch.optim.lr_scheduler.SequentialLR(optimiser, [warmup, decay], [config["warmup"]])
-
-
-@torch.inference_mode(False)
-@torch.enable_grad()
+@diffusion_training.gradients_on
 def train_instruction_unet(config: dict[str, Any], clip: Any) -> dict[str, torch.Tensor]:
-    """Train from scratch; return the EMA weights (gradients on even inside a ComfyUI executor)."""
+    """Train from scratch; return the EMA weights."""
     torch.manual_seed(config["seed"])
     rng = np.random.default_rng(config["seed"])
     model = instruction_unet.build_model(trainable=True)
-    network = model.diffusion_model.train().requires_grad_(True)
-    ema = copy.deepcopy(network).eval().requires_grad_(False)
-    sigmas = model.model_sampling.sigmas.float()
     encode = train.CaptionEncoder(clip)
     empty = encode([""])[0]
-    optimiser = torch.optim.Adam(network.parameters(), lr=config["lr"])
-    scheduler = schedule(optimiser, config)
     start = time.perf_counter()
     data = dataset([config["seed"] * 1_000_003 + i for i in range(config["dataset"])], encode)
     log.warning("lab instruction dataset: %d edits in %.0f s", config["dataset"], time.perf_counter() - start)
-    for step in range(config["steps"]):
+
+    def batch() -> diffusion_training.Batch:
         chosen = torch.from_numpy(rng.integers(0, config["dataset"], config["batch"]))
-        target = data["target"][chosen]
         instruction, image = drop_conditions(
             data["instruction"][chosen], data["source"][chosen], empty, rng, config["dropout"]
         )
-        t = torch.from_numpy(rng.integers(0, 1000, config["batch"]))
-        sigma = sigmas[t].view(-1, 1, 1, 1)
-        alpha, s = 1 / (1 + sigma**2).sqrt(), sigma / (1 + sigma**2).sqrt()
-        noise = torch.randn_like(target)
-        noisy = torch.cat([alpha * target + s * noise, image], dim=1)
-        loss = torch.nn.functional.mse_loss(network.velocity(noisy, t.float(), instruction), alpha * noise - s * target)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), config["clip"])
-        optimiser.step()
-        scheduler.step()
-        with torch.no_grad():
-            decay = min(config["ema"], (step + 1) / (step + 10))
-            for averaged, current in zip(ema.parameters(), network.parameters(), strict=True):
-                averaged.lerp_(current, 1 - decay)
-        if step % 100 == 0 or step == config["steps"] - 1:
-            elapsed = time.perf_counter() - start
-            log.warning(
-                "lab instruction unet step %d/%d loss %.4f (%.0f s)", step, config["steps"], loss.item(), elapsed
-            )
-    return {key: value for key, value in ema.state_dict().items() if not key.startswith("lab_")}
+        return diffusion_training.Batch(data["target"][chosen], instruction, image)
+
+    sigmas = model.model_sampling.sigmas.float()
+    (weights,) = diffusion_training.train(model.diffusion_model, batch, sigmas, config, rng, "lab instruction unet")
+    return weights
 
 
 def instruction_unet_state(clip: Any | None = None) -> dict[str, torch.Tensor]:
