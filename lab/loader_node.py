@@ -12,6 +12,7 @@ from typing import Any
 
 NODE_ID = "PreciseEditLab_Loader"
 INSTRUCT_NODE_ID = "PreciseEditLab_InstructLoader"
+UNCLIP_NODE_ID = "PreciseEditLab_UnCLIPLoader"
 
 
 def _clip_and_vae(embedding_directory: str | None) -> tuple[Any, Any]:
@@ -42,6 +43,17 @@ def load_instruction_models(embedding_directory: str | None = None) -> tuple[Any
 
     clip, vae = _clip_and_vae(embedding_directory)
     return instruction_unet.model_patcher(train_instruction.instruction_unet_state(clip)), clip, vae
+
+
+def load_unclip_models(embedding_directory: str | None = None) -> tuple[Any, Any, Any, Any]:
+    """(MODEL, CLIP_VISION, CLIP, VAE) for DeltaEdit: the unCLIP-style UNet, the toy joint CLIP's vision tower,
+    the part-1 CLIP (the unCLIP model reads the empty prompt) and the cell VAE."""
+    from lab import train_deltaedit
+    from lab.models import unclip_unet
+
+    clip, vae = _clip_and_vae(embedding_directory)
+    model = unclip_unet.model_patcher(train_deltaedit.unclip_unet_state(clip))
+    return model, train_deltaedit.cached_clip_vision(), clip, vae
 
 
 class LabLoader:
@@ -81,8 +93,27 @@ class LabInstructLoader(LabLoader):
         return load_instruction_models(folder_paths.get_folder_paths("embeddings")[0])
 
 
-NODE_CLASS_MAPPINGS = {NODE_ID: LabLoader, INSTRUCT_NODE_ID: LabInstructLoader}
+class LabUnCLIPLoader(LabLoader):
+    """The unCLIP model's loader: MODEL and CLIP_VISION for unCLIPConditioning, with the lab CLIP and VAE."""
+
+    RETURN_TYPES = ("MODEL", "CLIP_VISION", "CLIP", "VAE")
+    RETURN_NAMES = ("MODEL", "CLIP_VISION", "CLIP", "VAE")
+    DESCRIPTION = (
+        "The lab's toy-world unCLIP models: the part-1 UNet fine-tuned to read a CLIP image embedding through the "
+        "ADM input (ComfyUI's SD 2.1 unCLIP route: unCLIPConditioning, noise augmentor), the vision tower of the "
+        "toy joint CLIP (the DeltaSpace encoder, also written to models/clip_joint) as CLIP_VISION, the tiny "
+        "contextual CLIP and the 8×8 cell VAE. Trained and cached under .cache/lab/."
+    )
+
+    def load(self) -> tuple[Any, Any, Any, Any]:
+        import folder_paths
+
+        return load_unclip_models(folder_paths.get_folder_paths("embeddings")[0])
+
+
+NODE_CLASS_MAPPINGS = {NODE_ID: LabLoader, INSTRUCT_NODE_ID: LabInstructLoader, UNCLIP_NODE_ID: LabUnCLIPLoader}
 NODE_DISPLAY_NAME_MAPPINGS = {
     NODE_ID: "Lab Loader (toy world)",
     INSTRUCT_NODE_ID: "Lab Instruction Loader (toy world)",
+    UNCLIP_NODE_ID: "Lab unCLIP Loader (toy world)",
 }
