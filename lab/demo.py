@@ -15,10 +15,11 @@ LAB_DIR = Path(__file__).resolve().parent
 
 def prepare(threads: int = 2) -> None:
     """Train the lab models into ``.cache/lab`` unless they are there."""
-    from lab import train, train_instruction
+    from lab import train, train_instruction, train_mcdm
 
     train.main(["--threads", str(threads)])
     train_instruction.main(["--threads", str(threads)])
+    train_mcdm.main(["--threads", str(threads)])
 
 
 def node_packs() -> list[Path]:

@@ -12,6 +12,7 @@ from typing import Any
 
 NODE_ID = "PreciseEditLab_Loader"
 INSTRUCT_NODE_ID = "PreciseEditLab_InstructLoader"
+MCDM_NODE_ID = "PreciseEditLab_MCDMLoader"
 UNCLIP_NODE_ID = "PreciseEditLab_UnCLIPLoader"
 
 
@@ -54,6 +55,15 @@ def load_unclip_models(embedding_directory: str | None = None) -> tuple[Any, Any
     clip, vae = _clip_and_vae(embedding_directory)
     model = unclip_unet.model_patcher(train_deltaedit.unclip_unet_state(clip))
     return model, train_deltaedit.cached_clip_vision(), clip, vae
+
+
+def load_mcdm_models(embedding_directory: str | None = None) -> tuple[Any, Any, Any, Any]:
+    """(PE_MCDM, MODEL, CLIP, VAE) for MCDM editing: the trained lab MCDM, its UNet, the same CLIP and VAE."""
+    from lab import train_mcdm
+
+    clip, vae = _clip_and_vae(embedding_directory)
+    mcdm = train_mcdm.load_mcdm(clip)
+    return mcdm, mcdm.model, clip, vae
 
 
 class LabLoader:
@@ -111,9 +121,32 @@ class LabUnCLIPLoader(LabLoader):
         return load_unclip_models(folder_paths.get_folder_paths("embeddings")[0])
 
 
-NODE_CLASS_MAPPINGS = {NODE_ID: LabLoader, INSTRUCT_NODE_ID: LabInstructLoader, UNCLIP_NODE_ID: LabUnCLIPLoader}
+class LabMCDMLoader(LabLoader):
+    """The MCDM's loader: the pack's PE_MCDM socket (as MCDM Loader gives it), its UNet, the CLIP and the VAE."""
+
+    RETURN_TYPES = ("PE_MCDM", "MODEL", "CLIP", "VAE")
+    RETURN_NAMES = ("MCDM", "MODEL", "CLIP", "VAE")
+    DESCRIPTION = (
+        "The lab's toy-world MCDM: the part-1 UNet fine-tuned by the pack's MCDM training on paired portraits (8 "
+        "input channels, v-prediction served as ε), its image-embedding adapter and a tiny random CLIP vision tower "
+        "(ComfyUI's class), with the tiny contextual CLIP and the 8×8 cell VAE. Trained and cached under .cache/lab/."
+    )
+
+    def load(self) -> tuple[Any, Any, Any, Any]:
+        import folder_paths
+
+        return load_mcdm_models(folder_paths.get_folder_paths("embeddings")[0])
+
+
+NODE_CLASS_MAPPINGS = {
+    NODE_ID: LabLoader,
+    INSTRUCT_NODE_ID: LabInstructLoader,
+    MCDM_NODE_ID: LabMCDMLoader,
+    UNCLIP_NODE_ID: LabUnCLIPLoader,
+}
 NODE_DISPLAY_NAME_MAPPINGS = {
     NODE_ID: "Lab Loader (toy world)",
     INSTRUCT_NODE_ID: "Lab Instruction Loader (toy world)",
+    MCDM_NODE_ID: "Lab MCDM Loader (toy world)",
     UNCLIP_NODE_ID: "Lab unCLIP Loader (toy world)",
 }

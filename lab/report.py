@@ -54,6 +54,7 @@ def _claims() -> list[tuple[str, Callable[[], Any], Callable[[Any], list[Check]]
     from lab.claims import (
         attention_mask,
         caption_accuracy,
+        mcdm_portrait_edit,
         null_text_inversion,
         prompt_to_prompt,
         s2edit_identity,
@@ -113,6 +114,17 @@ def _claims() -> list[tuple[str, Callable[[], Any], Callable[[Any], list[Check]]
             paths.append(save_strip(out / f"zone_{example['instruction'].split()[0]}.png", panels))
         return paths
 
+    def mcdm_images(result: Any, out: Path) -> list[Path]:
+        paths = []
+        for example in result.examples:
+            source = example["source"]
+            panels = [(example["edit"], source), ("x_B (the pair's target)", example["target"])]
+            panels += [(route, example[route]) for route in mcdm_portrait_edit.ROUTES]
+            panels += [(name, example[name]) for name in ("true region", "MCDM mask", "DiffEdit mask")]
+            panels.append(("difference (three-scale)", difference(source, example[mcdm_portrait_edit.THREE_SCALE])))
+            paths.append(save_strip(out / f"mcdm_{example['edit'].split()[0]}.png", panels))
+        return paths
+
     return [
         ("caption accuracy", caption_accuracy.measure, caption_accuracy.checks, caption_images),
         ("attention → mask", attention_mask.measure, attention_mask.checks, attention_images),
@@ -120,6 +132,7 @@ def _claims() -> list[tuple[str, Callable[[], Any], Callable[[Any], list[Check]]
         ("null-text inversion", null_text_inversion.measure, null_text_inversion.checks, nti_images),
         ("S2Edit identity", s2edit_identity.measure, s2edit_identity.checks, s2edit_images),
         ("ZONE local edit", zone_local_edit.measure, zone_local_edit.checks, zone_images),
+        ("MCDM portrait edit", mcdm_portrait_edit.measure, mcdm_portrait_edit.checks, mcdm_images),
     ]
 
 
@@ -139,12 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     chosen = {name.strip() for name in args.claims.split(",") if name.strip()}
     torch.set_num_threads(args.threads)
-    from lab import runtime, train, train_instruction
+    from lab import runtime, train, train_instruction, train_mcdm
 
     out = args.out.resolve()
     start = time.perf_counter()
     train.main(["--threads", str(args.threads)])
     train_instruction.main(["--threads", str(args.threads)])
+    train_mcdm.main(["--threads", str(args.threads)])
     trained = time.perf_counter() - start
     rows: list[Check] = []
     images: list[Path] = []

@@ -143,7 +143,27 @@ def claim_graphs(write_inputs: bool = False) -> dict[str, graphs.Graph]:
     result["lab_null_text_inversion"] = graph
     result["lab_zone_local_edit"] = zone_graph(write_inputs)
     result["lab_s2edit_identity"] = s2edit_graph(write_inputs)
+    result["lab_mcdm_portrait_edit"] = mcdm_graph(write_inputs)
     return result
+
+
+def mcdm_graph(write_inputs: bool) -> graphs.Graph:
+    """MCDM's edits of the first held-out pair its claim measures: every route's image and the edit mask saved."""
+    from lab import portrait_pairs
+    from lab.claims import mcdm_portrait_edit
+
+    pair = portrait_pairs.held_out_pairs(1, mcdm_portrait_edit.SEED)[0]
+    name = mcdm_portrait_edit.input_name(pair.seed)
+    if write_inputs:
+        from PIL import Image
+
+        INPUT.mkdir(exist_ok=True)
+        Image.fromarray((pair.source * 255).round().astype("uint8")).save(INPUT / name)
+    graph, nodes = mcdm_portrait_edit.edit_graph(pair, pair.seed, name)
+    for route in mcdm_portrait_edit.ROUTES:
+        _save(graph, [nodes[route], 0], f"mcdm_{route.replace(' ', '_').replace('+', 'and')}")
+    _save(graph, [graph.add("MaskToImage", mask=[nodes["mask"], 0]), 0], "mcdm_edit_mask")
+    return graph
 
 
 def s2edit_graph(write_inputs: bool) -> graphs.Graph:

@@ -1,17 +1,18 @@
-"""MCDM Trainer in a real ComfyUI (its inference mode): training lowers the loss and the held-out error,
+"""MCDM Trainer in a real ComfyUI (its inference mode): training moves the MCDM and leaves the base model alone,
 saved checkpoints reload to identical outputs, an interrupted run resumes to the uninterrupted result, and bad
 inputs are refused before anything is written."""
 
+import math
 from pathlib import Path
 
 import pytest
 import torch
 from delta_helpers import one_thread
 from mcdm_helpers import save_tiny_vit_b32
-from mcdm_synthetic import SOURCE_COLOUR, TARGET_COLOUR, edit_scores, make_pairs, tiny_base_model, write_pairs_folder
+from mcdm_synthetic import make_pairs, tiny_base_model, write_pairs_folder
 
 SIZE = 64  # 8×8 latents
-LEARN_STEPS, LEARN_BATCH, LEARN_LR = 150, 16, 2e-3
+LEARN_LR = 2e-3
 
 
 @pytest.fixture(scope="module")
@@ -64,41 +65,16 @@ def unet_weights(mcdm) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in mcdm.unet_state_dict().items()}
 
 
-def distance(colour: tuple[float, ...], reference: tuple[float, ...]) -> float:
-    return sum((a - b) ** 2 for a, b in zip(colour, reference, strict=True)) ** 0.5
-
-
-@pytest.mark.slow
-def test_training_performs_the_edit_on_held_out_sources_and_leaves_the_base_model_alone(world):
-    """150 steps (2 400 samples) on 16 pairs: held-out red shapes come out blue, and the background far closer to
-    x_A than the untrained model's."""
-    from precise_edit.nodes.mcdm.model_file import mcdm_from_base_model
-    from precise_edit.nodes.mcdm.nodes_train import checked_vision
-
-    held_out = make_pairs(8, SIZE, seed=2)
-    with one_thread(), torch.inference_mode():
-        untrained = mcdm_from_base_model(world["model"], seed=0)
-        untrained = untrained.with_vision(checked_vision(world["joint"], untrained, "joint_clip"))
-        before = edit_scores(untrained, world["vae"], world["clip"], held_out)
+def test_training_changes_the_mcdm_and_leaves_the_base_model_alone(world):
+    """Two steps move the new conv_in channels off zero and never touch the base model's weights. Whether the
+    trained MCDM edits (held-out portraits keep identity and background) is the lab's claim on trained weights
+    (lab/claims/mcdm_portrait_edit.py), where the synthetic recolouring test that stood here moved."""
     base_weights = {k: v.clone() for k, v in world["model"].model.diffusion_model.state_dict().items()}
-    mcdm, losses = train(world, LEARN_STEPS, batch_size=LEARN_BATCH)
+    mcdm, losses = train(world, 2, filename_prefix="moves")
     for key, value in world["model"].model.diffusion_model.state_dict().items():
         assert torch.equal(value, base_weights[key]), f"the base model changed: {key}"
-    with one_thread(), torch.inference_mode():
-        after = edit_scores(mcdm, world["vae"], world["clip"], held_out)
-    loss = losses["loss"]
-    assert len(loss) == LEARN_STEPS and sum(loss[-15:]) < 0.4 * sum(loss[:15])
-    # the edit: the shape's cells turn from red towards blue, in latents and in the decoded image
-    assert after.edited_to_target < 0.7 * after.edited_to_source, after
-    red, _, blue = after.shape_colour
-    assert blue > red + 0.2 and distance(after.shape_colour, TARGET_COLOUR) < 0.6 * distance(
-        after.shape_colour, SOURCE_COLOUR
-    ), after
-    # the background: the untrained model ignores the source (its decoded samples are noise); the trained one copies
-    # it, 30× closer in latents. At this scale it is not yet faithful in pixels (mean |Δ| ≈ 0.27 against the VAE's
-    # 0.03 floor); the bench's longer, wider run has the numbers.
-    assert after.background < 0.1 * before.background and after.mse < 0.1 * before.mse, (before, after)
-    assert after.background_change < 0.7 * before.background_change, (before, after)
+    assert len(losses["loss"]) == 2 and all(math.isfinite(value) for value in losses["loss"])
+    assert mcdm.unet_state_dict()["input_blocks.0.0.weight"][:, 4:].abs().sum() > 0
 
 
 @pytest.mark.slow
