@@ -241,7 +241,9 @@ class EditRegionFromAttention(io.ComfyNode):
             description=(
                 "ZONE's rough edit mask M_b: the start-token attention map minus the instruction's end-token map, "
                 "each scaled to 0–255 by its maximum, resized to the image and thresholded (edit region where the "
-                "difference D is small). Feed M_b to Region-IoU Select with the segments of the edited image."
+                "difference D is small). Feed M_b to Region-IoU Select with the segments of the image ZONE segments: "
+                "the edited image for a change or an addition, the original for a removal, where the object is gone "
+                "from the edit (Image To Segment picks it from the Action Classifier's SEGMENT_ORIGINAL)."
             ),
             inputs=[
                 AttentionMaps.Input("attention", tooltip="The ATTENTION output of Instruction Locator."),

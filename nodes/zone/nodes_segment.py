@@ -137,7 +137,7 @@ class SAMSegmentEverything(io.ComfyNode):
                 io.Image.Input(
                     "image",
                     tooltip="One image (batch of 1). ZONE segments the edited image for add/change and the original "
-                    "for remove (Action Classifier's sam_image output says which).",
+                    "for remove: connect Image To Segment, driven by the Action Classifier's SEGMENT_ORIGINAL.",
                 ),
                 io.Int.Input(
                     "points_per_side",
