@@ -62,47 +62,42 @@ def _render(objects: list[world.SceneObject], seed: int) -> tuple[np.ndarray, di
     return world.render_scene(objects, np.random.default_rng(seed))
 
 
-def edit(seed: int, action: str | None = None) -> InstructionSample:
-    """The edit of ``seed`` (its action drawn from the seed unless given); objects avoid held-out combinations."""
-    rng = random.Random(seed)
-    action = action if action is not None else rng.choice(ACTIONS)
-    if action not in ACTIONS:
-        raise ValueError(f"unknown action {action!r}; expected one of {ACTIONS}")
-    count = rng.choice((1, 2, 2, 3)) if action != "add" else rng.choice((1, 1, 2, 2, 3))
-    objects = world.random_objects(rng, count, held_out=False)
-    placement = np.random.default_rng(seed)
-    placed = [world.place(obj, placement) for obj in objects]
-    render_seed = seed + 1
-    free_colours = [colour for colour in world.COLOURS if colour not in {obj.colour for obj in placed}]
+def _changed(
+    rng: random.Random, action: str, objects: list[world.SceneObject], placement: np.random.Generator, index: int
+) -> tuple[list[world.SceneObject], world.SceneObject, str | None]:
+    """The objects after ``action`` on ``objects[index]`` (change, remove) or a new object (add, ``index`` unused),
+    the object the instruction names and, for change, the new colour; colours and positions stay distinct."""
+    used = {obj.colour for obj in objects}
     if action == "change":
-        index = rng.randrange(count)
-        new_colour = rng.choice(free_colours)
-        source_objects = placed
-        target_objects = [replace(obj, colour=new_colour) if i == index else obj for i, obj in enumerate(placed)]
-        named = placed[index]
-    elif action == "remove":
-        index = rng.randrange(count)
-        new_colour = None
-        source_objects = placed
-        target_objects = placed[:index] + placed[index + 1 :]
-        named = placed[index]
-    else:
-        source_objects = placed
-        taken = {obj.position for obj in source_objects}
-        position = rng.choice([p for p in world.POSITIONS if p not in taken])
-        colour = rng.choice([c for c in world.COLOURS if c not in {obj.colour for obj in source_objects}])
-        new = world.SceneObject(
-            rng.choice(world.SHAPES), colour, rng.choice(world.TEXTURES), position, rng.choice(list(world.OBJECT_SIZES))
+        new_colour = rng.choice([colour for colour in world.COLOURS if colour not in used])
+        return (
+            [replace(obj, colour=new_colour) if i == index else obj for i, obj in enumerate(objects)],
+            objects[index],
+            new_colour,
         )
-        named = world.place(new, placement)
-        new_colour = None
-        target_objects = [*source_objects, named]
+    if action == "remove":
+        return objects[:index] + objects[index + 1 :], objects[index], None
+    taken = {obj.position for obj in objects}
+    position = rng.choice([p for p in world.POSITIONS if p not in taken])
+    colour = rng.choice([c for c in world.COLOURS if c not in used])
+    new = world.SceneObject(
+        rng.choice(world.SHAPES), colour, rng.choice(world.TEXTURES), position, rng.choice(list(world.OBJECT_SIZES))
+    )
+    named = world.place(new, placement)
+    return [*objects, named], named, None
+
+
+def _sample(
+    action: str,
+    source_objects: list[world.SceneObject],
+    target_objects: list[world.SceneObject],
+    named: world.SceneObject,
+    new_colour: str | None,
+    render_seed: int,
+) -> InstructionSample:
     source, source_masks = _render(source_objects, render_seed)
     target, target_masks = _render(target_objects, render_seed)
-    if action == "add":
-        region = target_masks[named.colour].astype(bool)
-    else:
-        region = source_masks[named.colour].astype(bool)
+    region = (target_masks if action == "add" else source_masks)[named.colour].astype(bool)
     return InstructionSample(
         source,
         target,
@@ -114,3 +109,38 @@ def edit(seed: int, action: str | None = None) -> InstructionSample:
         named,
         new_colour,
     )
+
+
+def edit(seed: int, action: str | None = None) -> InstructionSample:
+    """The edit of ``seed`` (its action drawn from the seed unless given); objects avoid held-out combinations."""
+    rng = random.Random(seed)
+    action = action if action is not None else rng.choice(ACTIONS)
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; expected one of {ACTIONS}")
+    count = rng.choice((1, 2, 2, 3)) if action != "add" else rng.choice((1, 1, 2, 2, 3))
+    objects = world.random_objects(rng, count, held_out=False)
+    placement = np.random.default_rng(seed)
+    placed = [world.place(obj, placement) for obj in objects]
+    index = rng.randrange(count) if action != "add" else 0
+    target_objects, named, new_colour = _changed(rng, action, placed, placement, index)
+    return _sample(action, placed, target_objects, named, new_colour, seed + 1)
+
+
+CHAIN = ("change", "add", "remove")
+
+
+def chain(seed: int) -> list[InstructionSample]:
+    """Three edits in a row on one scene of two or three objects (``CHAIN``: change one object, add one, remove
+    another original one): each edit's source is the previous one's target, all drawn on one background and noise,
+    so each turn changes exactly its own true region."""
+    rng = random.Random(seed)
+    count = rng.choice((2, 3))
+    placement = np.random.default_rng(seed)
+    objects = [world.place(obj, placement) for obj in world.random_objects(rng, count, held_out=False)]
+    changed, removed = rng.sample(range(count), 2)
+    turns = []
+    for action, index in zip(CHAIN, (changed, 0, removed), strict=True):
+        target, named, new_colour = _changed(rng, action, objects, placement, index)
+        turns.append(_sample(action, objects, target, named, new_colour, seed + 1))
+        objects = target
+    return turns

@@ -1,5 +1,6 @@
 """``PreciseEditLab_Loader`` and ``PreciseEditLab_InstructLoader``: the lab's trained models as ComfyUI's MODEL, CLIP
-and VAE (lab only, never in the pack).
+and VAE; ``PreciseEditLab_MagicBrushLoader``: the second instruction model, MagicBrush's stand-in, as MODEL (lab
+only, never in the pack).
 
 ComfyUI's model detection does not know models this small, so they load through these nodes: the text-to-image
 UNet (or the InstructPix2Pix-style instruction UNet), the text encoder and the cell VAE come from ``.cache/lab/``
@@ -13,6 +14,7 @@ from typing import Any
 NODE_ID = "PreciseEditLab_Loader"
 INSTRUCT_NODE_ID = "PreciseEditLab_InstructLoader"
 MCDM_NODE_ID = "PreciseEditLab_MCDMLoader"
+MAGICBRUSH_NODE_ID = "PreciseEditLab_MagicBrushLoader"
 UNCLIP_NODE_ID = "PreciseEditLab_UnCLIPLoader"
 
 
@@ -121,6 +123,26 @@ class LabUnCLIPLoader(LabLoader):
         return load_unclip_models(folder_paths.get_folder_paths("embeddings")[0])
 
 
+class LabMagicBrushLoader(LabLoader):
+    """MagicBrush's stand-in: the instruction UNet fine-tuned further on another mix of the edits, as MODEL only
+    (it shares the instruction loader's CLIP and VAE)."""
+
+    RETURN_TYPES = ("MODEL",)
+    RETURN_NAMES = ("MODEL",)
+    DESCRIPTION = (
+        "The lab's MagicBrush stand-in for the Fused Instruct Guider's magicbrush input: the toy-world instruction "
+        "UNet fine-tuned further on a smaller set of other edits, half of them removals (MagicBrush is "
+        "InstructPix2Pix fine-tuned on a smaller, more local set). Trained and cached under .cache/lab/."
+    )
+
+    def load(self) -> tuple[Any]:
+        from lab import train, train_instruction
+        from lab.models import instruction_unet, text_encoder
+
+        clip = text_encoder.build_clip(train.text_encoder_state())
+        return (instruction_unet.model_patcher(train_instruction.magicbrush_state(clip)),)
+
+
 class LabMCDMLoader(LabLoader):
     """The MCDM's loader: the pack's PE_MCDM socket (as MCDM Loader gives it), its UNet, the CLIP and the VAE."""
 
@@ -142,11 +164,13 @@ NODE_CLASS_MAPPINGS = {
     NODE_ID: LabLoader,
     INSTRUCT_NODE_ID: LabInstructLoader,
     MCDM_NODE_ID: LabMCDMLoader,
+    MAGICBRUSH_NODE_ID: LabMagicBrushLoader,
     UNCLIP_NODE_ID: LabUnCLIPLoader,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     NODE_ID: "Lab Loader (toy world)",
     INSTRUCT_NODE_ID: "Lab Instruction Loader (toy world)",
     MCDM_NODE_ID: "Lab MCDM Loader (toy world)",
+    MAGICBRUSH_NODE_ID: "Lab MagicBrush Loader (toy world)",
     UNCLIP_NODE_ID: "Lab unCLIP Loader (toy world)",
 }

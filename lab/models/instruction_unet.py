@@ -14,6 +14,7 @@ latent (``latent_format.process_in``, as ComfyUI's SDXL EDM edit models do): the
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import torch
@@ -61,8 +62,10 @@ def instruction_unet_class() -> type:
     return LabInstructUNet
 
 
+@cache
 def model_class() -> type:
-    """``LabInstructPix2Pix``: ComfyUI's IP2P conditioning on a BaseModel holding a LabInstructUNet."""
+    """``LabInstructPix2Pix``: ComfyUI's IP2P conditioning on a BaseModel holding a LabInstructUNet. One class per
+    process: the Fused Instruct Guider takes a MagicBrush only of its model's own class."""
     import_comfy()
     import comfy.model_base
 
