@@ -58,7 +58,10 @@ def _claims() -> list[tuple[str, Callable[[], Any], Callable[[Any], list[Check]]
         null_text_inversion,
         prompt_to_prompt,
         s2edit_identity,
+        zone_action_classifier,
+        zone_fused_remove,
         zone_local_edit,
+        zone_multi_turn,
     )
 
     def caption_images(result: Any, out: Path) -> list[Path]:
@@ -114,6 +117,17 @@ def _claims() -> list[tuple[str, Callable[[], Any], Callable[[Any], list[Check]]
             paths.append(save_strip(out / f"zone_{example['instruction'].split()[0]}.png", panels))
         return paths
 
+    def fused_remove_images(result: Any, out: Path) -> list[Path]:
+        panels = list(result.example.items())
+        if not panels:
+            return []
+        source = panels[0][1]
+        panels += [(f"difference ({name})", difference(source, image)) for name, image in panels[1:]]
+        return [save_strip(out / "zone_fused_remove.png", panels)]
+
+    def multi_turn_images(result: Any, out: Path) -> list[Path]:
+        return [save_strip(out / "zone_multi_turn.png", result.examples)] if result.examples else []
+
     def mcdm_images(result: Any, out: Path) -> list[Path]:
         paths = []
         for example in result.examples:
@@ -133,6 +147,9 @@ def _claims() -> list[tuple[str, Callable[[], Any], Callable[[Any], list[Check]]
         ("S2Edit identity", s2edit_identity.measure, s2edit_identity.checks, s2edit_images),
         ("ZONE local edit", zone_local_edit.measure, zone_local_edit.checks, zone_images),
         ("MCDM portrait edit", mcdm_portrait_edit.measure, mcdm_portrait_edit.checks, mcdm_images),
+        ("ZONE fused remove", zone_fused_remove.measure, zone_fused_remove.checks, fused_remove_images),
+        ("ZONE three turns", zone_multi_turn.measure, zone_multi_turn.checks, multi_turn_images),
+        ("ZONE action classifier", zone_action_classifier.measure, zone_action_classifier.checks, lambda r, o: []),
     ]
 
 

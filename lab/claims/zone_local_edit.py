@@ -29,7 +29,7 @@ import numpy as np
 
 from lab import graphs, instruction_world, metrics, probe
 from lab.checks import Check
-from lab.loader_node import INSTRUCT_NODE_ID
+from lab.loader_node import INSTRUCT_NODE_ID, MAGICBRUSH_NODE_ID
 from lab.runtime import run
 
 STEPS = 20
@@ -66,37 +66,69 @@ def input_names(stem: str) -> tuple[str, str]:
 
 
 def write_inputs(sample: instruction_world.InstructionSample, folder: Path, stem: str) -> tuple[str, str]:
-    """Write the source image (PNG) and its segments (a multi-page TIFF, white inside, that LoadImage reads as a
-    batch) into ``folder``; returns their names."""
+    """Write the source image (PNG) and its segments into ``folder`` (``write_segments``); returns their names."""
     from PIL import Image
 
     image_name, segments_name = input_names(stem)
     Image.fromarray((np.clip(sample.source, 0, 1) * 255).round().astype(np.uint8)).save(folder / image_name)
-    pages = [Image.fromarray(mask.astype(np.uint8) * 255) for mask in segments(sample)]
-    pages[0].save(folder / segments_name, save_all=True, append_images=pages[1:])
+    write_segments(sample, folder, stem)
     return image_name, segments_name
 
 
-def edit_graph(instruction: str, seed: int, image_name: str, segments_name: str) -> tuple[graphs.Graph, dict[str, str]]:
-    """The ZONE graph on the instruction model, composited twice: from the attention's M_b (ZONE) and from the
-    Difference Locator's. Returns it and the ids of the nodes whose outputs are read: ``source`` (LoadImage),
-    ``edited`` (VAEDecode), ``rough`` (Edit Region From Attention: M_b, D) and per route ``<route> rough``,
-    ``<route> fine`` (Region-IoU Select) and ``<route> composite`` (FFT Edge Smoother: final mask, image)."""
-    graph = graphs.Graph()
+def write_segments(sample: instruction_world.InstructionSample, folder: Path, stem: str) -> str:
+    """Write the edit's segments into ``folder`` as a multi-page TIFF, white inside, that LoadImage reads as a
+    batch; returns its name."""
+    from PIL import Image
+
+    segments_name = input_names(stem)[1]
+    pages = [Image.fromarray(mask.astype(np.uint8) * 255) for mask in segments(sample)]
+    pages[0].save(folder / segments_name, save_all=True, append_images=pages[1:])
+    return segments_name
+
+
+@dataclass(frozen=True)
+class InstructModels:
+    """Links to the instruction loader's outputs, and to MagicBrush's stand-in (None: IP2P alone)."""
+
+    model: list
+    clip: list
+    vae: list
+    magicbrush: list | None = None
+
+
+def load(graph: graphs.Graph, magicbrush: bool = False) -> InstructModels:
     loader = graph.add(INSTRUCT_NODE_ID)
-    model, clip, vae = [loader, 0], [loader, 1], [loader, 2]
-    source = graph.add("LoadImage", image=image_name)
-    latent = graph.add("VAEEncode", pixels=[source, 0], vae=vae)
-    positive = graphs.encode(graph, clip, instruction)
-    negative = graphs.encode(graph, clip, "")
+    second = [graph.add(MAGICBRUSH_NODE_ID), 0] if magicbrush else None
+    return InstructModels([loader, 0], [loader, 1], [loader, 2], second)
+
+
+def zone_turn(
+    graph: graphs.Graph,
+    models: InstructModels,
+    instruction: str,
+    seed: int,
+    source: list,
+    segments_name: str,
+    beta: float = 0.01,
+) -> dict[str, str]:
+    """One ZONE edit of the IMAGE ``source``, composited twice: from the attention's M_b (ZONE) and from the
+    Difference Locator's. Returns the ids of the nodes whose outputs are read: ``edited`` (VAEDecode), ``rough``
+    (Edit Region From Attention: M_b, D) and per route ``<route> rough``, ``<route> fine`` (Region-IoU Select) and
+    ``<route> composite`` (FFT Edge Smoother: final mask, image). With ``models.magicbrush`` the guider fuses it
+    with weight ``beta`` (ZONE Eq. 5)."""
+    model = models.model
+    latent = graph.add("VAEEncode", pixels=source, vae=models.vae)
+    positive = graphs.encode(graph, models.clip, instruction)
+    negative = graphs.encode(graph, models.clip, "")
     locator = graph.add(
         "PreciseEdit_InstructionLocator",
         model=model,
-        clip=clip,
+        clip=models.clip,
         instruction=instruction,
         branches="null_instruction",
         layers="zone",
     )
+    second = {} if models.magicbrush is None else {"magicbrush": models.magicbrush}
     guider = graph.add(
         "PreciseEdit_FusedInstructGuider",
         model=[locator, 0],
@@ -105,7 +137,8 @@ def edit_graph(instruction: str, seed: int, image_name: str, segments_name: str)
         image=[latent, 0],
         text_guidance=TEXT_GUIDANCE,
         image_guidance=IMAGE_GUIDANCE,
-        beta=0.01,
+        beta=beta,
+        **second,
     )
     sampled = graph.add(
         "SamplerCustomAdvanced",
@@ -115,7 +148,7 @@ def edit_graph(instruction: str, seed: int, image_name: str, segments_name: str)
         sigmas=[graph.add("BasicScheduler", model=model, scheduler="normal", steps=STEPS, denoise=1.0), 0],
         latent_image=[guider, 1],
     )
-    edited = graphs.decode(graph, vae, [sampled, 0])
+    edited = graphs.decode(graph, models.vae, [sampled, 0])
     rough = graph.add(
         "PreciseEdit_EditRegionFromAttention",
         attention=[locator, 1],
@@ -124,10 +157,10 @@ def edit_graph(instruction: str, seed: int, image_name: str, segments_name: str)
         threshold=128,
     )
     segment_masks = [graph.add("ImageToMask", image=[graph.add("LoadImage", image=segments_name), 0], channel="red"), 0]
-    nodes = {"source": source, "edited": edited, "rough": rough}
+    nodes = {"edited": edited, "rough": rough}
     difference = graph.add(
         "PreciseEdit_DifferenceLocator",
-        original=[source, 0],
+        original=source,
         edited=[edited, 0],
         metric="max",
         blur_sigma=2.0,
@@ -147,7 +180,7 @@ def edit_graph(instruction: str, seed: int, image_name: str, segments_name: str)
         )
         nodes[f"{route} composite"] = graph.add(
             "PreciseEdit_FFTEdgeSmoother",
-            original=[source, 0],
+            original=source,
             edited=[edited, 0],
             fine_mask=[fine, 0],
             dilation_radius=4,
@@ -158,7 +191,20 @@ def edit_graph(instruction: str, seed: int, image_name: str, segments_name: str)
             scale_with_resolution=True,
         )
         nodes[f"{route} rough"], nodes[f"{route} fine"] = rough_mask[0], fine
-    return graph, nodes
+    return nodes
+
+
+def edit_graph(
+    instruction: str, seed: int, image_name: str, segments_name: str, magicbrush: bool = False, beta: float = 0.01
+) -> tuple[graphs.Graph, dict[str, str]]:
+    """The ZONE graph on the instruction model (``zone_turn`` of the source image, fused with MagicBrush's stand-in
+    by ``beta`` when ``magicbrush``), and the ids of the nodes whose outputs are read, ``source`` (LoadImage) with
+    ``zone_turn``'s."""
+    graph = graphs.Graph()
+    models = load(graph, magicbrush)
+    source = graph.add("LoadImage", image=image_name)
+    nodes = zone_turn(graph, models, instruction, seed, [source, 0], segments_name, beta)
+    return graph, {"source": source, **nodes}
 
 
 def edit_there(image: np.ndarray, sample: instruction_world.InstructionSample) -> bool:

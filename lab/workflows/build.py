@@ -142,6 +142,7 @@ def claim_graphs(write_inputs: bool = False) -> dict[str, graphs.Graph]:
         _save(graph, [node, 0], f"nti_{key}")
     result["lab_null_text_inversion"] = graph
     result["lab_zone_local_edit"] = zone_graph(write_inputs)
+    result.update(zone_claim_graphs(write_inputs))
     result["lab_s2edit_identity"] = s2edit_graph(write_inputs)
     result["lab_mcdm_portrait_edit"] = mcdm_graph(write_inputs)
     return result
@@ -204,6 +205,43 @@ def zone_graph(write_inputs: bool) -> graphs.Graph:
         ):
             _save(graph, [graph.add("MaskToImage", mask=mask), 0], f"zone_{route}_{name}")
     return graph
+
+
+def zone_claim_graphs(write_inputs: bool) -> dict[str, graphs.Graph]:
+    """ZONE's other claims: the fused guidance on the first removal, the first chain of three turns, the action
+    classifier's training (its .jsonl written to ``input/``, named relative to the pack)."""
+    from lab import instruction_world
+    from lab.claims import zone_action_classifier, zone_fused_remove, zone_local_edit, zone_multi_turn
+
+    result = {}
+    seed = zone_fused_remove.SEED
+    sample = instruction_world.edit(seed, "remove")
+    stem = f"lab_zone_remove_{seed}"
+    if write_inputs:
+        INPUT.mkdir(exist_ok=True)
+        zone_local_edit.write_inputs(sample, INPUT, stem)
+    names = zone_local_edit.input_names(stem)
+    graph, edited = zone_fused_remove.variant_graph(zone_fused_remove.FUSED, sample.instruction, seed, *names)
+    _save(graph, [edited, 0], "zone_fused_remove")
+    result["lab_zone_fused_remove"] = graph
+    seed = zone_multi_turn.SEED
+    turns = instruction_world.chain(seed)
+    stem = f"lab_zone_chain_{seed}"
+    if write_inputs:
+        zone_multi_turn.write_inputs(turns, INPUT, stem)
+    image_name = zone_local_edit.input_names(f"{stem}_turn0")[0]
+    segments = [zone_local_edit.input_names(f"{stem}_turn{index}")[1] for index in range(len(turns))]
+    graph, _, nodes = zone_multi_turn.chain_graph(turns, seed, image_name, segments)
+    for index, turn_nodes in enumerate(nodes):
+        _save(graph, [turn_nodes[f"{zone_multi_turn.ROUTE} composite"], 1], f"zone_turn{index + 1}")
+    result["lab_zone_multi_turn"] = graph
+    name = f"{zone_action_classifier.CLASSIFIER}.jsonl"
+    if write_inputs:
+        training = zone_action_classifier.instructions(zone_action_classifier.TRAINING_SEEDS, held_out=False)
+        zone_action_classifier.write_dataset(training, INPUT / name)
+    graph, _ = zone_action_classifier.training_graph(str((INPUT / name).relative_to(FOLDER.parents[1])))
+    result["lab_zone_action_classifier"] = graph
+    return result
 
 
 def main() -> None:
