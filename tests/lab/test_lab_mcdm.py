@@ -98,7 +98,7 @@ def test_mcdm_graph_runs_on_the_lab_model(lab_comfy: ComfyDirs, monkeypatch) -> 
     check_mcdm_model(train_mcdm.load_mcdm().model)
     item = portrait_pairs.held_out_pairs(1, 8000)[0]
     name = save_input_image(item.source, mcdm_portrait_edit.input_name(item.seed))
-    graph, nodes = mcdm_portrait_edit.edit_graph(item, item.seed, name)
+    graph, nodes = mcdm_portrait_edit.edit_graph(item, item.seed, name, steps=2)
     out = run(graph.nodes, list(dict.fromkeys(nodes.values())))
     for route in mcdm_portrait_edit.ROUTES:
         assert out[nodes[route]][0].shape == (1, 128, 128, 3), route
