@@ -27,6 +27,9 @@ class CaptionAccuracy:
     whole_caption: float
     objects: int
     captions: int
+    # Position read back among objects of one-object captions (1) and of two-object captions (2): a model that does
+    # not bind each colour to its own place scores ~0.5 on two objects (either named place).
+    position_by_count: dict[int, float] = field(default_factory=dict)
     examples: list[tuple[str, np.ndarray]] = field(default_factory=list)
 
 
@@ -46,17 +49,25 @@ def measure(count: int = 24, seed: int = 300) -> CaptionAccuracy:
         decoders.append(graphs.decode(graph, models.vae, latent))
     out = run(graph.nodes, decoders)
     model_scores, ceiling_scores, whole = [], [], []
+    by_count: dict[int, list[bool]] = {}
     examples = []
     for sample, node in zip(samples, decoders, strict=True):
         image = out[node][0][0].cpu().float().numpy()
         scores = [probe.score_object(image, obj) for obj in sample.labels["objects"]]
         model_scores += scores
+        by_count.setdefault(len(scores), []).extend(score.position for score in scores)
         whole.append(all(score.all for score in scores))
         ceiling_scores += [probe.score_object(sample.image, obj) for obj in sample.labels["objects"]]
         if len(examples) < 6:
             examples.append((sample.caption, image))
     return CaptionAccuracy(
-        _rates(model_scores), _rates(ceiling_scores), float(np.mean(whole)), len(model_scores), count, examples
+        _rates(model_scores),
+        _rates(ceiling_scores),
+        float(np.mean(whole)),
+        len(model_scores),
+        count,
+        {objects: float(np.mean(found)) for objects, found in sorted(by_count.items())},
+        examples,
     )
 
 
@@ -75,6 +86,16 @@ def checks(result: CaptionAccuracy) -> list[Check]:
                 result.model[name],
                 f"chance {CHANCE[name]:.2f}, probe ceiling {result.ceiling[name]:.2f}; needs ≥ {needed:.2f}",
                 result.model[name] >= needed,
+            )
+        )
+    for objects, rate in result.position_by_count.items():
+        rows.append(
+            Check(
+                "caption accuracy (held-out)",
+                f"{objects}-object captions: position read back",
+                rate,
+                "reported only; a model that does not bind colour to place scores ~0.5 with two objects",
+                True,
             )
         )
     rows.append(
