@@ -107,9 +107,9 @@ OPEN = {
         ("share of edits keeping the identity (",),
         (
             "identity kept 0.40 of 10 held-out edits (three-scale guidance; plain text guidance 0.10, with its own "
-            "mask 0.50, the text-to-image model from the same noise 0.30): the skin tone is kept in 10/10, the face "
-            "shape in 4/10 (square read as round 4 times, as oval once, oval as square once). The shapes differ in "
-            "a few edge cells, and the part-1 model the MCDM starts from draws shapes at chance (caption accuracy "
+            "mask 0.30, the text-to-image model from the same noise 0.30): the skin tone is kept in 10/10, the face "
+            "shape in 4/10 (read as another of the three shapes). The shapes differ in a few edge cells, and the "
+            "part-1 model the MCDM starts from draws shapes at chance (caption accuracy "
             "row: shape 0.28); 400 steps on 600 pairs teach the MCDM to copy colours and layout (change outside the "
             "true region 0.050 against the text-to-image model's 0.116) but not the outline's edge cells"
         ),
