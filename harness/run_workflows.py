@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="precise-edit-run-") as tmp:
         models_dir = Path(tmp) / "models"
         ensure_models(models_dir)
-        lab_demo.prepare()
+        lab_demo.prepare(models_dir=models_dir)
         if workflows:
             server = ComfyServer(
                 Path(tmp) / "comfy",

@@ -13,12 +13,17 @@ from pathlib import Path
 LAB_DIR = Path(__file__).resolve().parent
 
 
-def prepare(threads: int = 2) -> None:
-    """Train the lab models into ``.cache/lab`` unless they are there."""
-    from lab import train, train_instruction, train_mcdm
+def prepare(threads: int = 2, models_dir: Path | None = None) -> None:
+    """Train the lab models into ``.cache/lab`` unless they are there; with ``models_dir``, put the DeltaEdit
+    workflow's joint CLIP into its ``clip_joint`` folder (where Joint CLIP Loader lists it)."""
+    from lab import train, train_deltaedit, train_instruction, train_mcdm
+    from lab.claims import deltaedit_text_edit
 
     train.main(["--threads", str(threads)])
     train_instruction.main(["--threads", str(threads)])
+    train_deltaedit.main(["--threads", str(threads)])
+    if models_dir is not None:
+        deltaedit_text_edit.install_joint_clip(models_dir / deltaedit_text_edit.CLIP_JOINT_FOLDER)
     train_mcdm.main(["--threads", str(threads)])
 
 
@@ -28,8 +33,12 @@ def node_packs() -> list[Path]:
 
 
 def workflows(input_dir: Path) -> list[Path]:
-    """The lab's UI workflows, after copying the images they load into the server's ``input_dir``."""
+    """The lab's UI workflows, after copying the images they load into the server's ``input_dir`` (and writing the
+    DeltaEdit workflow's folder of training portraits there)."""
+    from lab.claims import deltaedit_text_edit
+
     shutil.copytree(LAB_DIR / "workflows" / "input", input_dir, dirs_exist_ok=True)
+    deltaedit_text_edit.write_training_folder(input_dir)
     return sorted((LAB_DIR / "workflows").glob("*.json"))
 
 

@@ -54,6 +54,8 @@ def _claims() -> list[tuple[str, Callable[[], Any], Callable[[Any], list[Check]]
     from lab.claims import (
         attention_mask,
         caption_accuracy,
+        deltaedit_joint_clip,
+        deltaedit_text_edit,
         mcdm_portrait_edit,
         null_text_inversion,
         prompt_to_prompt,
@@ -139,6 +141,20 @@ def _claims() -> list[tuple[str, Callable[[], Any], Callable[[Any], list[Check]]
             paths.append(save_strip(out / f"mcdm_{example['edit'].split()[0]}.png", panels))
         return paths
 
+    def deltaedit_images(result: Any, out: Path) -> list[Path]:
+        paths = []
+        for example in result.examples:
+            panels = [
+                ("source (held out)", example["source"]),
+                ("its embedding rendered", example["unedited"]),
+                (f"{example['edit']}: mapper", example["delta_mapper"]),
+                ("straightforward", example["straightforward"]),
+                ("mapper, paper's threshold", example["delta_mapper_paper_threshold"]),
+                ("difference (mapper)", difference(example["unedited"], example["delta_mapper"])),
+            ]
+            paths.append(save_strip(out / f"deltaedit_{example['edit'].split()[0]}.png", panels))
+        return paths
+
     return [
         ("caption accuracy", caption_accuracy.measure, caption_accuracy.checks, caption_images),
         ("attention → mask", attention_mask.measure, attention_mask.checks, attention_images),
@@ -150,6 +166,8 @@ def _claims() -> list[tuple[str, Callable[[], Any], Callable[[Any], list[Check]]
         ("ZONE fused remove", zone_fused_remove.measure, zone_fused_remove.checks, fused_remove_images),
         ("ZONE three turns", zone_multi_turn.measure, zone_multi_turn.checks, multi_turn_images),
         ("ZONE action classifier", zone_action_classifier.measure, zone_action_classifier.checks, lambda r, o: []),
+        ("DeltaEdit joint encoder", deltaedit_joint_clip.measure, deltaedit_joint_clip.checks, lambda _r, _o: []),
+        ("DeltaEdit text edit", deltaedit_text_edit.measure, deltaedit_text_edit.checks, deltaedit_images),
     ]
 
 
@@ -169,12 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     chosen = {name.strip() for name in args.claims.split(",") if name.strip()}
     torch.set_num_threads(args.threads)
-    from lab import runtime, train, train_instruction, train_mcdm
+    from lab import runtime, train, train_deltaedit, train_instruction, train_mcdm
 
     out = args.out.resolve()
     start = time.perf_counter()
     train.main(["--threads", str(args.threads)])
     train_instruction.main(["--threads", str(args.threads)])
+    train_deltaedit.main(["--threads", str(args.threads)])
     train_mcdm.main(["--threads", str(args.threads)])
     trained = time.perf_counter() - start
     rows: list[Check] = []

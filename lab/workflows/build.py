@@ -145,7 +145,29 @@ def claim_graphs(write_inputs: bool = False) -> dict[str, graphs.Graph]:
     result.update(zone_claim_graphs(write_inputs))
     result["lab_s2edit_identity"] = s2edit_graph(write_inputs)
     result["lab_mcdm_portrait_edit"] = mcdm_graph(write_inputs)
+    result["lab_deltaedit"] = deltaedit_graph(write_inputs)
     return result
+
+
+def deltaedit_graph(write_inputs: bool) -> graphs.Graph:
+    """DeltaEdit's first edit on its first source portrait: the mapper trained on the portrait folder, then the
+    unedited embedding and its three edits (mapper, straightforward, mapper at the paper's threshold) rendered by
+    the unCLIP model."""
+    from lab.claims import deltaedit_text_edit as claim
+
+    edit = claim.EDITS[0]
+    face, seed = claim.source_portrait(edit, 0)
+    name = f"lab_deltaedit_{seed}.png"
+    if write_inputs:
+        from PIL import Image
+
+        INPUT.mkdir(exist_ok=True)
+        image = world.render_portrait(face, seed).image
+        Image.fromarray((image * 255).round().astype("uint8")).save(INPUT / name)
+    graph, nodes = claim.edit_graph({edit: [(name, seed)]})
+    for kind in ("unedited", *claim.VARIANTS):
+        _save(graph, [nodes[(kind, edit, 0)], 0], f"deltaedit_{kind}")
+    return graph
 
 
 def mcdm_graph(write_inputs: bool) -> graphs.Graph:
