@@ -2,7 +2,8 @@
 
 - The UNet is the lab's 8-channel UNet (``lab.models.instruction_unet``: the part-1 LabUNet with the source latent
   as channels 4-7, predicting v and returning ε), inside the pack's ``MCDMUNetModel`` (InstructPix2Pix's concat
-  conditioning with MCDM's scaled latent), so the pack's MCDM Guider and MCDM Edit Mask take it as any MCDM.
+  conditioning with MCDM's scaled latent), so the pack's MCDM Guider and MCDM Edit Mask take it as any MCDM. The
+  pack's classes come from the copy of the pack ComfyUI runs (``lab.pack``), which a server loads under another name.
 - The image tower is ComfyUI's own CLIP vision class (``comfy.clip_vision.ClipVisionModel``) at a tiny size with
   seeded random weights, frozen, like the lab's text encoder: 128-pixel input, 16-pixel patches (64 patches + the
   class token = 65 tokens), width 64 (the text encoder's, so [text ; image] tokens share the cross-attention
@@ -89,9 +90,9 @@ def model_class() -> type:
     import_comfy()
     import comfy.model_base
 
-    from precise_edit.nodes.mcdm.model_file import MCDMUNetModel
+    from lab.pack import pack_module
 
-    class LabMCDMModel(MCDMUNetModel):
+    class LabMCDMModel(pack_module("nodes.mcdm.model_file").MCDMUNetModel):
         def __init__(self, config: Any, device: torch.device | None = None) -> None:
             comfy.model_base.BaseModel.__init__(
                 self, config, comfy.model_base.ModelType.EPS, device=device, unet_model=instruction_unet_class()
@@ -118,12 +119,13 @@ def build_mcdm(
     import comfy.model_management
     import comfy.model_patcher
 
+    from lab.pack import pack_module
     from precise_edit.core.mcdm.adapter import build_adapter
-    from precise_edit.nodes.mcdm.model_file import MCDM, MCDMVision
 
+    model_file = pack_module("nodes.mcdm.model_file")
     patcher = comfy.model_patcher.ModelPatcher(
         build_unet(unet_state),
         load_device=comfy.model_management.get_torch_device(),
         offload_device=comfy.model_management.unet_offload_device(),
     )
-    return MCDM(patcher, build_adapter(adapter_state), MCDMVision(vision), name)
+    return model_file.MCDM(patcher, build_adapter(adapter_state), model_file.MCDMVision(vision), name)
