@@ -19,8 +19,8 @@ demo: env
 demo-comfy033: env-comfy033
 	$(COMFY033) $(PY033) -m harness.run_workflows --out output/comfy033
 
-# Every test, the lab's claim measurements included: on a fresh clone the first claim test trains the lab models
-# (about 5.5 minutes on 2 idle cores, then cached in .cache/lab) and the claims sample for a few minutes more.
+# Every test, the lab's claim measurements included: on a fresh clone the claim tests train the lab models (cached in
+# .cache/lab afterwards); training and measuring take about 13 minutes of the suite on 2 idle cores.
 test: env
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
