@@ -126,6 +126,42 @@ def write_report(
     return path
 
 
+def run_all(
+    workflows: list[Path], out_dir: Path, full_size: bool = False, stall_timeout: float = DEFAULT_STALL_TIMEOUT
+) -> tuple[list[WorkflowResult], frozenset[str]]:
+    """Run ``workflows``, then the lab's (at their own size, on its trained models), on one server whose models dir
+    holds the tiny stand-ins and the lab's files; print a line per workflow. Returns the results and the lab's names.
+    The server log is copied to ``out_dir/server.log``."""
+    results: list[WorkflowResult] = []
+    with tempfile.TemporaryDirectory(prefix="precise-edit-run-") as tmp:
+        models_dir = Path(tmp) / "models"
+        ensure_models(models_dir)
+        lab_demo.prepare(models_dir=models_dir)
+        server = ComfyServer(
+            Path(tmp) / "comfy", models_dir, stall_timeout=stall_timeout, extra_node_packs=lab_demo.node_packs()
+        )
+        try:
+            with server:
+                object_info = server.object_info()
+                lab_workflows = lab_demo.workflows(server.base_dir / "input")
+                for path in workflows + lab_workflows:
+                    if path.stem in NOT_RUN:
+                        results.append(WorkflowResult(path.stem, True, 0.0, 0.0, skipped=NOT_RUN[path.stem]))
+                        print(f"skipped {path.stem}: {NOT_RUN[path.stem]}")
+                        continue
+                    result = run_workflow(server, path, object_info, out_dir, full_size or path in lab_workflows)
+                    results.append(result)
+                    status = "ok" if result.ok else "FAILED"
+                    print(
+                        f"{status:6} {result.name} ({result.seconds:.1f} s, server CPU {result.cpu_seconds:.1f} s, "
+                        f"{len(result.images)} images)"
+                    )
+        finally:
+            if server.log_path.exists():
+                shutil.copy2(server.log_path, out_dir / "server.log")
+    return results, frozenset(path.stem for path in lab_workflows)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run all workflows once on one server; return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -140,42 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out_dir = args.out.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    workflows = example_workflows()
-    results = []
-    lab_names: frozenset[str] = frozenset()
-    with tempfile.TemporaryDirectory(prefix="precise-edit-run-") as tmp:
-        models_dir = Path(tmp) / "models"
-        ensure_models(models_dir)
-        lab_demo.prepare(models_dir=models_dir)
-        if workflows:
-            server = ComfyServer(
-                Path(tmp) / "comfy",
-                models_dir,
-                stall_timeout=args.stall_timeout,
-                extra_node_packs=lab_demo.node_packs(),
-            )
-            try:
-                with server:
-                    object_info = server.object_info()
-                    # The lab's workflows run at their own size: its models are trained at 128 px, not stand-ins.
-                    lab_workflows = lab_demo.workflows(server.base_dir / "input")
-                    lab_names = frozenset(path.stem for path in lab_workflows)
-                    for path in workflows + lab_workflows:
-                        if path.stem in NOT_RUN:
-                            results.append(WorkflowResult(path.stem, True, 0.0, 0.0, skipped=NOT_RUN[path.stem]))
-                            print(f"skipped {path.stem}: {NOT_RUN[path.stem]}")
-                            continue
-                        full_size = args.full_size or path in lab_workflows
-                        result = run_workflow(server, path, object_info, out_dir, full_size)
-                        results.append(result)
-                        status = "ok" if result.ok else "FAILED"
-                        print(
-                            f"{status:6} {result.name} ({result.seconds:.1f} s, server CPU {result.cpu_seconds:.1f} s, "
-                            f"{len(result.images)} images)"
-                        )
-            finally:
-                if server.log_path.exists():
-                    shutil.copy2(server.log_path, out_dir / "server.log")
+    results, lab_names = run_all(example_workflows(), out_dir, args.full_size, args.stall_timeout)
     report = write_report(results, out_dir, args.full_size, lab_names)
     with report.open("a") as handle:
         handle.write("\n".join(lab_demo.claims_markdown(out_dir)) + "\n")
