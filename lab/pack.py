@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-REPO = Path(__file__).resolve().parents[1]
+from harness.comfy_env import repo_root
+
 # A node of the pack whose class tells which copy of the pack ComfyUI registered.
 ANCHOR_NODE = "PreciseEdit_MCDMLoader"
 
@@ -27,7 +28,7 @@ def registered_pack_name() -> str:
     if node is None:
         return "precise_edit"
     module = sys.modules[node.__module__]
-    relative = Path(module.__file__ or "").resolve().relative_to(REPO).with_suffix("")
+    relative = Path(module.__file__ or "").resolve().relative_to(repo_root()).with_suffix("")
     return node.__module__.removesuffix("." + ".".join(relative.parts))
 
 
